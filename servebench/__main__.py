@@ -1,0 +1,3 @@
+from servebench.cli import main
+
+main()

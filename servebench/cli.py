@@ -1,0 +1,134 @@
+"""The ``servebench`` command line: parse arguments into a config, call one library function.
+
+Only this module calls ``sys.exit``. User errors (``UserInputError``) exit with code 2 and a
+message that says what to do; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from models.errors import ServebenchError, UserInputError
+
+log = logging.getLogger("servebench")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a registered CNN in PyTorch or Keras")
+    p.add_argument("--framework", choices=["torch", "tf"], required=True)
+    p.add_argument("--arch", default="seedcnn", help="seedcnn | resnet18 (default seedcnn)")
+    p.add_argument("--data", default="digits", help="'digits' (embedded) or an ImageFolder root")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--image-size", type=int, default=None, help="default 32 digits, 224 folders")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default runs/ARCH_FW)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train", type=int, default=None, help="cap the training samples")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    from models.training import TrainConfig, train
+
+    out = args.out or Path("runs") / f"{args.arch}_{args.framework}"
+    result = train(
+        TrainConfig(
+            framework=args.framework,
+            arch=args.arch,
+            data=args.data,
+            epochs=args.epochs,
+            image_size=args.image_size,
+            out=out,
+            seed=args.seed,
+            force=args.force,
+            max_train=args.max_train,
+        )
+    )
+    print(
+        f"trained {result.arch} ({result.framework}): test_accuracy={result.test_accuracy:.4f} "
+        f"train_seconds={result.train_seconds:.1f} num_train={result.num_train} "
+        f"num_test={result.num_test} -> {result.run_dir}"
+    )
+    return 0
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="the main job: every stage end to end")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--archs", default="seedcnn", help="comma-separated architectures")
+    p.add_argument("--frameworks", default="torch,tf", help="comma-separated: torch,tf")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--workdir", type=Path, default=Path("runs"))
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(args) -> int:
+    from servebench.pipeline import RunConfig, run
+
+    results = run(
+        RunConfig(
+            data=args.data,
+            archs=_csv(args.archs),
+            frameworks=_csv(args.frameworks),
+            epochs=args.epochs,
+            image_size=args.image_size,
+            workdir=args.workdir,
+        )
+    )
+    for r in results:
+        print(
+            f"{r.arch:10s} {r.framework:5s} test_accuracy={r.test_accuracy:.4f} "
+            f"train_seconds={r.train_seconds:.1f}"
+        )
+    return 0
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servebench",
+        description="Train, export, serve on Triton and load-test a CNN along every export path.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(sub)
+    _add_run(sub)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner quiet
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        code = args.handler(args)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except ServebenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
