@@ -56,6 +56,52 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a trained model along every path, prove parity")
+    p.add_argument("--checkpoint", type=Path, required=True, help="run directory from 'train'")
+    p.add_argument("--repo", type=Path, default=Path("model_repo"))
+    p.add_argument("--formats", default="all", help="all | torchscript,onnx,savedmodel")
+    p.add_argument("--max-batch-size", type=int, default=64)
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--no-dynamic-batching", action="store_true")
+    p.add_argument("--trt", choices=["fp16", "fp32"], default=None, help="TensorRT for ONNX/GPU")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--triton-version", default="24.10")
+    p.add_argument("--atol", type=float, default=None, help="parity tolerance (default 1e-4)")
+    p.add_argument("--keep-failed", action="store_true", help="write failing artifacts, flagged")
+    p.add_argument("--force", action="store_true", help="replace existing model directories")
+    p.set_defaults(handler=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from exporters.export import ExportConfig, export_checkpoint
+    from exporters.triton_config import ServingOptions
+    from servebench.tables import print_export_table
+
+    results = export_checkpoint(
+        ExportConfig(
+            checkpoint=args.checkpoint,
+            repo=args.repo,
+            formats=_csv(args.formats),
+            serving=ServingOptions(
+                max_batch_size=args.max_batch_size,
+                device=args.device,
+                instances=args.instances,
+                dynamic_batching=not args.no_dynamic_batching,
+                trt=args.trt,
+            ),
+            opset=args.opset,
+            triton_version=args.triton_version,
+            atol=args.atol,
+            force=args.force,
+            keep_failed=args.keep_failed,
+        )
+    )
+    print_export_table(results)
+    return 0 if all(r.ok for r in results) else 1
+
+
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="the main job: every stage end to end")
     p.add_argument("--data", default="digits")
@@ -100,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
+    _add_export(sub)
     _add_run(sub)
     return parser
 
@@ -111,6 +158,8 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner quiet
+    for noisy in ("onnxscript", "onnx_ir", "tf2onnx", "absl", "tensorflow", "torch.onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> None:
