@@ -90,7 +90,7 @@ def export_checkpoint(config: ExportConfig) -> list[ExportResult]:
     formats = resolve_formats(info.framework, config.formats)
     for fmt in formats:  # refuse before anything is written
         check_target(config.repo, model_name(info.arch, info.framework, fmt), config.force)
-    return export_model(_source_from_checkpoint(info), formats, config)
+    return export_model(source_from_checkpoint(info), formats, config)
 
 
 def resolve_formats(framework: str, requested) -> tuple[str, ...]:
@@ -108,7 +108,7 @@ def resolve_formats(framework: str, requested) -> tuple[str, ...]:
     return tuple(requested)
 
 
-def _source_from_checkpoint(info: CheckpointInfo) -> Source:
+def source_from_checkpoint(info: CheckpointInfo) -> Source:
     model = load_model(info)
     dataset = load_dataset(info.data, info.preprocess.image_size, seed=info.seed)
     images = dataset.test_images

@@ -1,0 +1,1 @@
+"""The Python-backend shim that runs an exported artifact inside the embedded Triton server."""
