@@ -83,6 +83,7 @@ class Source:
     preprocess: Preprocess
     samples: np.ndarray  # preprocessed held-out inputs in the model's layout
     checkpoint_sha256: str = ""
+    checkpoint_dir: str = ""
 
 
 def export_checkpoint(config: ExportConfig) -> list[ExportResult]:
@@ -122,6 +123,7 @@ def source_from_checkpoint(info: CheckpointInfo) -> Source:
         preprocess=info.preprocess,
         samples=info.preprocess.apply(images),
         checkpoint_sha256=info.sha256(),
+        checkpoint_dir=str(info.run_dir.resolve()),
     )
 
 
@@ -275,6 +277,7 @@ def _sidecar(source: Source, spec: ModelSpec, result: ExportResult, config: Expo
         "parity": result.parity.to_dict(),
         "provenance": {
             "checkpoint_sha256": source.checkpoint_sha256,
+            "checkpoint_dir": source.checkpoint_dir,
             "export_seconds": result.export_seconds,
             "artifact_bytes": result.artifact_bytes,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -102,6 +102,59 @@ def _cmd_export(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve a model repository on Triton until Ctrl-C")
+    p.add_argument("--repo", type=Path, default=Path("model_repo"))
+    p.add_argument("--engine", choices=["embedded", "docker", "remote"], default="embedded")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 exposes it)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to become ready")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads per model instance")
+    p.add_argument("--allow-model-control", action="store_true", help="allow remote load/unload")
+    p.add_argument("--url", default=None, help="remote: HTTP host:port of a running Triton")
+    p.add_argument("--grpc-url", default=None, help="remote: gRPC host:port")
+    p.add_argument("--triton-version", default="24.10", help="docker: NGC image yy.mm")
+    p.add_argument("--gpus", default="all", help="docker: value of --gpus ('' for none)")
+    p.add_argument("--dry-run", action="store_true", help="docker: print the command only")
+    p.add_argument("--log-file", type=Path, default=None)
+    p.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_serve(args) -> int:
+    import shlex
+
+    from serving.engines import DockerTriton, ServeConfig
+    from serving.foreground import serve_forever
+
+    config = ServeConfig(
+        repo=args.repo,
+        engine=args.engine,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        timeout_s=args.timeout,
+        threads=args.threads,
+        allow_model_control=args.allow_model_control,
+        url=args.url,
+        grpc_url=args.grpc_url,
+        triton_version=args.triton_version,
+        gpus=args.gpus,
+        log_file=args.log_file,
+    )
+    if args.dry_run:
+        config.validate()
+        print(shlex.join(DockerTriton(config).command()))
+        return 0
+    try:
+        serve_forever(config, lambda line: print(line, flush=True))
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM is how a foreground server is meant to end
+        print("stopped", flush=True)
+    return 0
+
+
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="the main job: every stage end to end")
     p.add_argument("--data", default="digits")
@@ -147,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
     _add_export(sub)
+    _add_serve(sub)
     _add_run(sub)
     return parser
 

@@ -1,0 +1,108 @@
+"""``servebench serve`` as a user runs it: a real subprocess, real ports, Ctrl-C to stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from serving.engines import RemoteTriton
+from serving.errors import ServingError
+from serving.triton import free_ports
+from tests.helpers import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+
+
+def _wait_for_line(proc, prefix: str, timeout: float) -> list[str]:
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        lines.append(line.rstrip())
+        if line.startswith(prefix):
+            return lines
+    raise AssertionError(f"no {prefix!r} line within {timeout}s; got {lines}")
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    parent = psutil.Process(pid)
+    return [parent, *parent.children(recursive=True)]
+
+
+def test_serve_binds_loopback_and_leaves_nothing_when_interrupted(native_repo, tmp_path):
+    http, grpc, metrics = free_ports(3)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servebench", "serve", "--repo", str(native_repo.path),
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        lines = _wait_for_line(proc, "ready:", 240)
+        ready = lines[-1]
+        assert f"http=127.0.0.1:{http}" in ready and f"grpc=127.0.0.1:{grpc}" in ready
+        assert ready.endswith(f"models={len(native_repo.specs)}")
+        processes = _tree(proc.pid)
+        listening = {
+            (c.laddr.ip, c.laddr.port)
+            for p in processes
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert {port for _, port in listening} >= {http, grpc, metrics}
+        assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, _ in listening), listening
+
+        with RemoteTriton(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", timeout_s=30) as remote:
+            assert sorted(remote.probe_seconds) == sorted(native_repo.specs)
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        time.sleep(0.5)
+        alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_exits_2_naming_the_port_when_it_is_taken(native_repo, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "servebench", "serve", "--repo", str(native_repo.path),
+             "--http-port", str(port)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            env=os.environ | {"PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert str(port) in result.stderr and "--http-port" in result.stderr
+
+
+def test_remote_engine_reports_clearly_when_nothing_answers():
+    (port,) = free_ports(1)
+    with pytest.raises(ServingError, match=f"no Triton answers at 127.0.0.1:{port}"):
+        RemoteTriton(f"127.0.0.1:{port}", f"127.0.0.1:{port}", timeout_s=5).__enter__()
+
+
+def test_docker_engine_prints_ngc_command_when_dry_run(native_repo):
+    result = subprocess.run(
+        [sys.executable, "-m", "servebench", "serve", "--engine", "docker", "--dry-run",
+         "--repo", str(native_repo.path)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "nvcr.io/nvidia/tritonserver:24.10-py3" in result.stdout
+    assert f"{native_repo.path}:/models:ro" in result.stdout and "--gpus all" in result.stdout
