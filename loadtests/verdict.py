@@ -1,0 +1,119 @@
+"""The verdict of a run: which path wins at concurrency 1 and under the p99 budget, and why.
+
+Works on load-test records (dicts with the ``results.json`` keys). Every statement carries its
+margin; caveats name scenarios whose figures should not be trusted as server speed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+CLIENT_BOUND_CPU = 90.0
+COUNT_MISMATCH = 0.01
+
+
+@dataclasses.dataclass
+class Verdict:
+    lowest_latency: str = ""
+    highest_throughput: str = ""
+    framework_claim: str = ""
+    caveats: list[str] = dataclasses.field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [s for s in (self.lowest_latency, self.highest_throughput, self.framework_claim) if s]
+        return out + [f"Caveat: {c}" for c in self.caveats]
+
+
+def path_label(r: dict) -> str:
+    return f"{r['model']} over {r['protocol']}"
+
+
+def _closed(records, concurrency=None):
+    return [
+        r
+        for r in records
+        if r.get("mode") == "closed"
+        and r.get("requests", 0) > 0
+        and (concurrency is None or r.get("concurrency") == concurrency)
+    ]
+
+
+def decide(records: list[dict], p99_budget_ms: float | None, cpu_only: bool) -> Verdict:
+    verdict = Verdict()
+    at_one = sorted(_closed(records, 1), key=lambda r: r["p50_ms"])
+    if at_one:
+        best = at_one[0]
+        margin = ""
+        if len(at_one) > 1:
+            second = at_one[1]
+            margin = (
+                f", {second['p50_ms'] - best['p50_ms']:.2f} ms "
+                f"({second['p50_ms'] / best['p50_ms']:.2f}x) ahead of {path_label(second)}"
+            )
+        verdict.lowest_latency = (
+            f"Lowest latency at concurrency 1: {path_label(best)}, p50 {best['p50_ms']:.2f} ms"
+            f"{margin}."
+        )
+    within = [r for r in _closed(records) if p99_budget_ms is None or r["p99_ms"] <= p99_budget_ms]
+    within.sort(key=lambda r: r["throughput_infer_per_s"], reverse=True)
+    budget = f"p99 <= {p99_budget_ms:g} ms" if p99_budget_ms else "no p99 budget"
+    if within:
+        best = within[0]
+        others = [r for r in within if path_label(r) != path_label(best)]
+        margin = ""
+        if others:
+            second = others[0]
+            margin = (
+                f", {best['throughput_infer_per_s'] / second['throughput_infer_per_s']:.2f}x "
+                f"{path_label(second)}'s best ({second['throughput_infer_per_s']:.1f}/s)"
+            )
+        verdict.highest_throughput = (
+            f"Highest throughput within {budget}: {path_label(best)} at concurrency "
+            f"{best['concurrency']}, {best['throughput_infer_per_s']:.1f} inferences/s "
+            f"(p99 {best['p99_ms']:.1f} ms){margin}."
+        )
+    elif records:
+        verdict.highest_throughput = f"No scenario met {budget}."
+    verdict.framework_claim = _framework_claim(records)
+    verdict.caveats = caveats(records, cpu_only)
+    return verdict
+
+
+def _framework_claim(records) -> str:
+    """The classic tutorial says TensorFlow's static graphs serve faster than PyTorch: check it."""
+    best = {}
+    for framework in ("tf", "torch"):
+        rows = [r for r in _closed(records, 1) if f"_{framework}_" in r["model"]]
+        if rows:
+            best[framework] = min(rows, key=lambda r: r["p50_ms"])
+    if len(best) < 2:
+        return ""
+    tf, torch = best["tf"], best["torch"]
+    faster = "TensorFlow" if tf["p50_ms"] < torch["p50_ms"] else "PyTorch"
+    ratio = max(tf["p50_ms"], torch["p50_ms"]) / min(tf["p50_ms"], torch["p50_ms"])
+    return (
+        "The tutorial's claim that TensorFlow's static graphs serve faster than PyTorch: in this "
+        f"run the best TensorFlow-sourced path ({path_label(tf)}, p50 {tf['p50_ms']:.2f} ms) and "
+        f"the best PyTorch-sourced path ({path_label(torch)}, p50 {torch['p50_ms']:.2f} ms) at "
+        f"concurrency 1 put {faster} ahead by {ratio:.2f}x. The export format matters more than "
+        "the training framework: both frameworks' ONNX exports run in the same runtime."
+    )
+
+
+def caveats(records: list[dict], cpu_only: bool) -> list[str]:
+    notes = []
+    if cpu_only:
+        notes.append("CPU-only run (no GPU): figures rank the paths on CPU, not on a GPU server.")
+    for r in records:
+        label = f"{path_label(r)} ({r.get('mode')}, c={r.get('concurrency')}, rate={r.get('rate')})"
+        if (r.get("client_cpu_percent") or 0) >= CLIENT_BOUND_CPU:
+            notes.append(
+                f"{label}: load generator at {r['client_cpu_percent']:.0f}% CPU "
+                "(client-bound; the server may be faster than shown)."
+            )
+        server, client = r.get("server_inference_count"), r.get("client_inference_count")
+        if server is not None and client and abs(server - client) > COUNT_MISMATCH * client:
+            notes.append(f"{label}: server counted {server} inferences, client {client}.")
+        if r.get("errors"):
+            notes.append(f"{label}: {r['errors']} errors.")
+    return notes

@@ -1,0 +1,50 @@
+import json
+
+from loadtests.report import ReportData, write_report
+from loadtests.verdict import decide
+
+
+def _record(model, protocol, c, p50, p99, thr, **extra):
+    return {
+        "model": model, "protocol": protocol, "mode": "closed", "concurrency": c, "rate": None,
+        "p50_ms": p50, "p90_ms": p50, "p95_ms": p99, "p99_ms": p99, "max_ms": p99,
+        "throughput_infer_per_s": thr, "requests": 100, "errors": 0,
+        "server_queue_us": 50.0, "server_compute_infer_us": 900.0, **extra,
+    }  # fmt: skip
+
+
+RECORDS = [
+    _record("seedcnn_torch_onnx", "http", 1, 2.0, 3.0, 480.0),
+    _record("seedcnn_tf_savedmodel", "http", 1, 3.0, 5.0, 320.0),
+    _record("seedcnn_torch_onnx", "grpc", 4, 5.0, 40.0, 900.0),
+    _record("seedcnn_tf_savedmodel", "grpc", 4, 6.0, 9.0, 700.0, client_cpu_percent=95.0),
+    _record("seedcnn_tf_savedmodel", "http", 4, 7.0, 9.5, 650.0),
+]
+
+
+def test_verdict_names_winner_and_margin_when_records_differ():
+    verdict = decide(RECORDS, p99_budget_ms=10.0, cpu_only=True)
+    assert "seedcnn_torch_onnx over http, p50 2.00 ms" in verdict.lowest_latency
+    assert "1.50x" in verdict.lowest_latency
+    # the faster gRPC scenario breaks the 10 ms p99 budget, so the budget winner is savedmodel
+    assert "seedcnn_tf_savedmodel over grpc at concurrency 4, 700.0" in verdict.highest_throughput
+    assert "PyTorch ahead by 1.50x" in verdict.framework_claim
+    assert any("client-bound" in c for c in verdict.caveats)
+    assert any("CPU-only" in c for c in verdict.caveats)
+
+
+def test_write_report_embeds_plots_when_results_present(tmp_path):
+    data = ReportData(manifest={"engine": "embedded", "gpu": None}, results=RECORDS,
+                      p99_budget_ms=10.0)  # fmt: skip
+    paths = write_report(data, tmp_path)
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "Verdict" in paths["md"].read_text()
+    assert json.loads(paths["json"].read_text()) == RECORDS
+    assert paths["csv"].read_text().splitlines()[0].startswith("model,protocol,mode")
+
+
+def test_write_report_still_writes_when_nothing_finished(tmp_path):
+    paths = write_report(ReportData(manifest={}, notes=["interrupted"]), tmp_path)
+    assert "No load-test scenario finished." in paths["md"].read_text()
+    assert "interrupted" in paths["html"].read_text()
