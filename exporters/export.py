@@ -42,6 +42,7 @@ class ExportConfig:
     force: bool = False
     keep_failed: bool = False
     export_batch: int = 2  # the batch traced at export; parity runs at other batch sizes
+    cache_key: str = ""  # recorded in provenance; the pipeline skips exports whose key matches
 
 
 @dataclasses.dataclass
@@ -278,6 +279,7 @@ def _sidecar(source: Source, spec: ModelSpec, result: ExportResult, config: Expo
         "provenance": {
             "checkpoint_sha256": source.checkpoint_sha256,
             "checkpoint_dir": source.checkpoint_dir,
+            "export_key": config.cache_key,
             "export_seconds": result.export_seconds,
             "artifact_bytes": result.artifact_bytes,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -192,6 +192,8 @@ def _csv(value: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from servebench.cli_clients import add_client_commands
+
     parser = argparse.ArgumentParser(
         prog="servebench",
         description="Train, export, serve on Triton and load-test a CNN along every export path.",
@@ -201,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     _add_serve(sub)
+    add_client_commands(sub)
     _add_run(sub)
     return parser
 

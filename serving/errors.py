@@ -38,3 +38,38 @@ class ModelLoadError(ServerStartError):
         lines = "\n".join(f"  {name}: {reason}" for name, reason in sorted(failures.items()))
         super().__init__(f"{len(failures)} model(s) failed to load:\n{lines}", log_tail)
         self.failures = dict(failures)
+
+
+class InferenceError(ServingError):
+    """Triton answered a request with an error; carries Triton's status and its own message.
+
+    ``status`` is the HTTP code ("400", "404") or the gRPC code name ("INVALID_ARGUMENT").
+    """
+
+    def __init__(self, status: str, triton_message: str, url: str, sent: str):
+        super().__init__(
+            f"Triton at {url} rejected the request with status {status}: {triton_message}\n"
+            f"  sent: {sent}"
+        )
+        self.status = status
+        self.triton_message = triton_message
+        self.url = url
+        self.sent = sent
+
+
+class ServerUnreachableError(ServingError):
+    """No answer from the server: refused, reset mid-request or timed out.
+
+    ``cause`` says what happened and names the URL ("connection to 127.0.0.1:8000 refused: is the
+    server running?"); ``detail`` is the transport's own message.
+    """
+
+    def __init__(self, cause: str, url: str, detail: str = ""):
+        super().__init__(f"{cause} [{detail}]" if detail else cause)
+        self.cause = cause
+        self.url = url
+        self.detail = detail
+
+
+class UnknownModelError(UserInputError):
+    """A model name the repository or the server does not have; the message lists those it has."""

@@ -23,7 +23,10 @@ def serve_forever(config: ServeConfig, report: Callable[[str], None]) -> None:
     SIGTERM is handled like Ctrl-C, so ``with`` blocks unwind and the server is stopped. A server
     that dies on its own raises ``ServingError`` with its log tail.
     """
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and `kill -INT` must work
+    previous = {
+        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         with open_server(config) as server:
             report(ready_line(server))
@@ -36,7 +39,8 @@ def serve_forever(config: ServeConfig, report: Callable[[str], None]) -> None:
                     raise ServingError(f"tritonserver exited unexpectedly\n{server.log_tail()}")
                 time.sleep(0.5)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _raise_interrupt(signum, frame) -> None:
