@@ -1,0 +1,107 @@
+"""Locust entry point: ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 --model M``.
+
+Runs headless or with the web UI. Options of its own (also shown in the web UI): ``--model``,
+``--protocol http|grpc``, ``--batch-size``, ``--inputs real|random``, ``--samples FILE.npy`` (real
+inputs), ``--grpc-url``, ``--seed``. At test start the model's tensors are read from the server,
+the payloads are built once and only the user class of the chosen protocol runs. When the test
+stops, exact latency percentiles from the raw samples are logged beside Locust's rounded ones.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import locust  # noqa: F401  - gevent monkey-patches here, before grpc or sockets load
+from locust import events
+
+from loadtests.batches import INPUT_KINDS, Workload, load_samples
+from loadtests.errors import LoadTestInputError
+from loadtests.samples import SampleCollector
+from loadtests.stats import summarize_latencies
+from loadtests.target import resolve_target
+from loadtests.users import PROTOCOLS, TritonGrpcUser, TritonHttpUser, UserSetup
+
+log = logging.getLogger(__name__)
+COLLECTOR = SampleCollector()
+
+
+class HttpInference(TritonHttpUser):
+    """KServe v2 over HTTP (chosen with --protocol http)."""
+
+
+class GrpcInference(TritonGrpcUser):
+    """KServe v2 over gRPC (chosen with --protocol grpc)."""
+
+
+USER_CLASSES = {"http": HttpInference, "grpc": GrpcInference}
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser, **_kwargs) -> None:
+    add = parser.add_argument  # Locust's own add_argument: these show in the web UI too
+    add("--model", default="", help="Triton model name to load", is_required=True)
+    add("--protocol", choices=PROTOCOLS, default="http", help="KServe v2 protocol")
+    add("--batch-size", type=int, default=1, help="samples per request")
+    add("--inputs", choices=INPUT_KINDS, default="random", help="request payloads")
+    add("--samples", default="", help=".npy of held-out samples for --inputs real")
+    add("--grpc-url", default="127.0.0.1:8001", help="host:port of Triton's gRPC endpoint")
+    add("--seed", type=int, default=0, help="seed of the random inputs")
+
+
+@events.init.add_listener
+def _on_init(environment, **_kwargs) -> None:
+    COLLECTOR.attach(environment.events)
+    options = environment.parsed_options
+    if options is None:
+        return
+    _select_class(environment)
+    if options.headless and not options.model:
+        raise LoadTestInputError("pass --model NAME (a model loaded in Triton)")
+
+
+@events.test_start.add_listener
+def _on_test_start(environment, **_kwargs) -> None:
+    """Configure at start, not at init, so that values edited in the web UI are used."""
+    options = environment.parsed_options
+    if options is None:  # used as a library: the caller configures its own user classes
+        return
+    user_class = _select_class(environment)
+    if not options.model:
+        raise LoadTestInputError("pass --model NAME (a model loaded in Triton)")
+    target = resolve_target(options.model, environment.host, options.grpc_url)
+    samples = load_samples(options.samples) if options.inputs == "real" else None
+    workload = Workload(options.batch_size, options.inputs, samples, options.seed)
+    user_class.setup = UserSetup.build(target, workload)
+    COLLECTOR.clear()
+    log.info(
+        "load: %s over %s, batch %d, %s inputs",
+        target.model,
+        options.protocol,
+        workload.batch_size,
+        workload.inputs,
+    )
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment, **_kwargs) -> None:
+    samples = COLLECTOR.samples()
+    ok = samples.ok
+    summary = summarize_latencies(samples.latency_ns[ok])
+    log.info(
+        "exact latency over %d ok requests (%d failed): mean %.2f p50 %.2f p90 %.2f p95 %.2f "
+        "p99 %.2f max %.2f ms",
+        summary.count,
+        len(samples) - summary.count,
+        summary.mean_ms,
+        summary.p50_ms,
+        summary.p90_ms,
+        summary.p95_ms,
+        summary.p99_ms,
+        summary.max_ms,
+    )
+
+
+def _select_class(environment):
+    user_class = USER_CLASSES[environment.parsed_options.protocol]
+    environment.user_classes[:] = [user_class]
+    return user_class
