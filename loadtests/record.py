@@ -32,7 +32,7 @@ class LoadRecord:
     p95_ms: float
     p99_ms: float
     max_ms: float
-    measured_concurrency: float  # Little's law: completions/s x mean latency (s), failures too
+    littles_law_concurrency: float  # Little's law: completions/s x mean latency (s), failures too
     concurrency_ratio: float | None  # closed loop: measured / configured (~1: truly concurrent)
     rate: float | None  # open loop: the target arrival rate, requests/s
     late_share: float | None  # open loop: share of requests sent > late_threshold_ms after schedule
@@ -103,7 +103,7 @@ def build_record(
         p95_ms=summary.p95_ms,
         p99_ms=summary.p99_ms,
         max_ms=summary.max_ms,
-        measured_concurrency=concurrency,
+        littles_law_concurrency=concurrency,
         concurrency_ratio=concurrency / info.users if info.mode == "closed" else None,
         rate=info.target_rate_rps,
         late_share=_late_share(window, info.late_threshold_ms),

@@ -8,6 +8,7 @@ import base64
 import csv
 import dataclasses
 import html
+import io
 import json
 from pathlib import Path
 
@@ -66,16 +67,28 @@ def write_report(data: ReportData, out_dir: Path) -> dict[str, Path]:
 
 
 def write_results(results: list[dict], out_dir: Path) -> None:
-    """results.json and results.csv (also called after every scenario by the load runner)."""
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    """results.json and results.csv (also called after every scenario by the load runner).
+
+    Each file is written beside and renamed into place, so an interrupted write keeps the last
+    complete version.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
     keys = sorted({k for r in results for k in r})
     head = [k for k, _ in LOAD_COLUMNS if k in keys]
     keys = head + [k for k in keys if k not in head]
-    with open(out_dir / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        for r in results:
-            writer.writerow({k: _cell(r.get(k)) for k in keys})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    for r in results:
+        writer.writerow({k: _cell(r.get(k)) for k in keys})
+    _atomic_write(out_dir / "results.csv", buffer.getvalue())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _cell(value):

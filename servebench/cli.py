@@ -193,6 +193,7 @@ def _csv(value: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     from servebench.cli_clients import add_client_commands
+    from servebench.cli_loadtest import add_loadtest_command
 
     parser = argparse.ArgumentParser(
         prog="servebench",
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_serve(sub)
     add_client_commands(sub)
+    add_loadtest_command(sub)
     _add_run(sub)
     return parser
 

@@ -1,0 +1,97 @@
+"""``servebench loadtest``: argument parsing for the load-test runner."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from models.errors import UserInputError
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+
+
+def parse_duration(text: str) -> float:
+    """``15s``, ``2m``, ``500ms`` or plain seconds -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise UserInputError(f"cannot read duration {text!r}; write e.g. 15s, 2m or 500ms")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return value * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def add_loadtest_command(sub) -> None:
+    p = sub.add_parser("loadtest", help="load-test served models with Locust (HTTP and gRPC)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="Triton HTTP endpoint")
+    p.add_argument("--grpc-url", default="127.0.0.1:8001", help="Triton gRPC endpoint")
+    p.add_argument("--models", default="all", help="all | comma-separated model names")
+    p.add_argument("--protocols", default="http,grpc")
+    levels = p.add_mutually_exclusive_group()
+    levels.add_argument("--concurrency", default=None, help="closed loop users, e.g. 1,2,4,8")
+    levels.add_argument("--rate", default=None, help="open loop requests/s, e.g. 50,100")
+    p.add_argument("--duration", default="15s", help="measurement window per scenario")
+    p.add_argument("--warmup", default="3s", help="discarded warm-up per scenario")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--inputs", choices=["random", "real"], default="random")
+    p.add_argument("--repo", type=Path, default=Path("model_repo"), help="for --inputs real")
+    p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout (s)")
+    p.add_argument("--workers", type=int, default=0, help="local Locust worker processes")
+    p.add_argument("--out", type=Path, default=None, help="results dir (default reports/load-*)")
+    p.set_defaults(handler=cmd_loadtest)
+
+
+def cmd_loadtest(args) -> int:
+    import time
+
+    from loadtests.runner import LoadTestConfig, real_samples, run_loadtest
+
+    models = None if args.models == "all" else _csv(args.models)
+    url = args.url if "://" in args.url else f"http://{args.url}"
+    out = args.out or Path("reports") / time.strftime("load-%Y%m%d-%H%M%S")
+    samples = None
+    if args.inputs == "real":
+        if not models:
+            raise UserInputError("--inputs real needs --models (names in --repo)")
+        samples = {m: real_samples(args.repo, m) for m in models}
+    config = LoadTestConfig(
+        http_url=url,
+        grpc_url=args.grpc_url.split("://")[-1],
+        models=models,
+        protocols=_csv(args.protocols),
+        concurrency=tuple(int(c) for c in _csv(args.concurrency or "1,2,4,8")),
+        rates=tuple(float(r) for r in _csv(args.rate)) if args.rate else (),
+        duration_s=parse_duration(args.duration),
+        warmup_s=parse_duration(args.warmup),
+        batch_size=args.batch_size,
+        inputs=args.inputs,
+        samples=samples,
+        out=out,
+        timeout_s=args.timeout,
+    )
+    if args.workers:
+        from loadtests.distributed import run_distributed
+
+        run = run_distributed(config, args.workers)
+    else:
+        run = run_loadtest(config, on_record=_print_record)
+    print(f"results: {out / 'results.json'} ({len(run.records)} scenarios)")
+    if run.stopped_early:
+        print(f"stopped early: {run.stopped_early}")
+        return 1
+    return 0
+
+
+def _print_record(record: dict, index: int, total: int) -> None:
+    flags = [f for f in ("client_bound", "count_mismatch") if record.get(f)]
+    level = f"c={record['concurrency']}" if record["mode"] == "closed" else f"rate={record['rate']}"
+    print(
+        f"[{index}/{total}] {record['model']} {record['protocol']} {level}: "
+        f"{record['throughput_infer_per_s']:.1f} infer/s p50 {record['p50_ms']:.2f} ms "
+        f"p99 {record['p99_ms']:.2f} ms errors {record['errors']} "
+        f"L={record['littles_law_concurrency']:.2f} server_count={record['server_inference_count']} "
+        f"avg_batch={record['avg_batch_size']}" + (f" FLAGS {flags}" if flags else ""),
+        flush=True,
+    )
