@@ -5,6 +5,9 @@ Runs headless or with the web UI. Options of its own (also shown in the web UI):
 inputs), ``--grpc-url``, ``--seed``. At test start the model's tensors are read from the server,
 the payloads are built once and only the user class of the chosen protocol runs. When the test
 stops, exact latency percentiles from the raw samples are logged beside Locust's rounded ones.
+Distributed: ``--master`` on one host, ``--worker --master-host HOST`` on the others (the master
+passes these options on); each worker logs the exact percentiles of its own requests, and sends its
+samples to a ``servebench loadtest --workers N`` master (``loadtests.distributed``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 
 import locust  # noqa: F401  - gevent monkey-patches here, before grpc or sockets load
 from locust import events
+from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.batches import INPUT_KINDS, Workload, load_samples
 from loadtests.errors import LoadTestInputError
@@ -51,6 +55,10 @@ def _add_options(parser, **_kwargs) -> None:
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     COLLECTOR.attach(environment.events)
+    if isinstance(environment.runner, WorkerRunner):  # samples to a servebench master
+        from loadtests.distributed import attach_worker
+
+        attach_worker(environment)
     options = environment.parsed_options
     if options is None:
         return
@@ -84,6 +92,9 @@ def _on_test_start(environment, **_kwargs) -> None:
 
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_kwargs) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        log.info("exact latencies: each worker logs its own (the requests ran there)")
+        return
     samples = COLLECTOR.samples()
     ok = samples.ok
     summary = summarize_latencies(samples.latency_ns[ok])

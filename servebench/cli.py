@@ -156,34 +156,67 @@ def _cmd_serve(args) -> int:
 
 
 def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="the main job: every stage end to end")
-    p.add_argument("--data", default="digits")
-    p.add_argument("--archs", default="seedcnn", help="comma-separated architectures")
+    p = sub.add_parser("run", help="the main job: train, export, serve, load-test, report")
+    p.add_argument("--data", default="digits", help="'digits' or an ImageFolder root")
+    p.add_argument("--archs", default="seedcnn", help="comma-separated: seedcnn,resnet18")
     p.add_argument("--frameworks", default="torch,tf", help="comma-separated: torch,tf")
+    p.add_argument("--formats", default="all", help="all | torchscript,onnx,savedmodel")
+    p.add_argument("--protocols", default="http,grpc")
+    p.add_argument("--concurrency", default="1,4,8", help="closed-loop levels")
+    p.add_argument("--duration", default="10s", help="measurement window per scenario")
+    p.add_argument("--warmup", default="2s")
+    p.add_argument("--p99-budget-ms", type=float, default=None)
+    p.add_argument("--engine", choices=["embedded", "docker", "remote"], default="embedded")
+    p.add_argument("--url", default=None, help="remote engine: HTTP host:port")
+    p.add_argument("--grpc-url", default=None, help="remote engine: gRPC host:port")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--workdir", type=Path, default=Path("runs"))
+    p.add_argument("--max-batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads per model instance")
+    p.add_argument("--repo", type=Path, default=Path("model_repo"))
+    p.add_argument("--workdir", type=Path, default=Path("runs"), help="training run dirs")
+    p.add_argument("--out", type=Path, default=None, help="report dir (default reports/<time>)")
+    p.add_argument("--fresh", action="store_true", help="retrain and re-export everything")
     p.set_defaults(handler=_cmd_run)
 
 
 def _cmd_run(args) -> int:
+    from servebench.cli_loadtest import parse_duration
     from servebench.pipeline import RunConfig, run
 
-    results = run(
+    outcome = run(
         RunConfig(
             data=args.data,
             archs=_csv(args.archs),
             frameworks=_csv(args.frameworks),
+            formats=_csv(args.formats),
+            protocols=_csv(args.protocols),
+            concurrency=tuple(int(c) for c in _csv(args.concurrency)),
+            duration_s=parse_duration(args.duration),
+            warmup_s=parse_duration(args.warmup),
+            p99_budget_ms=args.p99_budget_ms,
+            engine=args.engine,
+            url=args.url,
+            grpc_url=args.grpc_url,
             epochs=args.epochs,
             image_size=args.image_size,
+            max_batch_size=args.max_batch_size,
+            threads=args.threads,
+            repo=args.repo,
             workdir=args.workdir,
+            out=args.out,
+            fresh=args.fresh,
         )
     )
-    for r in results:
-        print(
-            f"{r.arch:10s} {r.framework:5s} test_accuracy={r.test_accuracy:.4f} "
-            f"train_seconds={r.train_seconds:.1f}"
-        )
+    print(f"report: {outcome.report.get('html')} (and report.md, results.csv/json, manifest.json)")
+    print("stage seconds: " + ", ".join(f"{k}={v:.1f}" for k, v in outcome.timings.items()))
+    verdict = outcome.report.get("md")
+    if verdict:
+        text = verdict.read_text().split("## Run")[0].replace("# servebench report", "").strip()
+        print(text)
+    if outcome.interrupted:
+        print(outcome.interrupted)
+        return 130
     return 0
 
 

@@ -74,7 +74,7 @@ def cmd_loadtest(args) -> int:
     if args.workers:
         from loadtests.distributed import run_distributed
 
-        run = run_distributed(config, args.workers)
+        run = run_distributed(config, args.workers, on_record=_print_record)
     else:
         run = run_loadtest(config, on_record=_print_record)
     print(f"results: {out / 'results.json'} ({len(run.records)} scenarios)")

@@ -1,10 +1,25 @@
-"""The main job, ``servebench run``: every stage end to end, from one config."""
+"""The main job, ``servebench run``: train -> export (+parity) -> serve -> check-served ->
+load test -> report, from one config.
+
+Train and export are cached by content (``servebench.stages``); ``fresh`` redoes them. The load
+generator runs as a child process (Locust patches gevent into whatever imports it) while the
+server runs here. Ctrl-C at any stage stops the server, keeps finished results and still writes
+the report of what finished.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
+
+from servebench.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
@@ -14,30 +29,200 @@ class RunConfig:
     data: str = "digits"
     archs: tuple[str, ...] = ("seedcnn",)
     frameworks: tuple[str, ...] = ("torch", "tf")
+    formats: tuple[str, ...] = ("all",)
+    protocols: tuple[str, ...] = ("http", "grpc")
+    concurrency: tuple[int, ...] = (1, 4, 8)
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    p99_budget_ms: float | None = None
+    engine: str = "embedded"
+    url: str | None = None  # remote engine
+    grpc_url: str | None = None
     epochs: int = 3
     image_size: int | None = None
+    max_batch_size: int = 64
+    threads: int = 1
+    repo: Path = Path("model_repo")
     workdir: Path = Path("runs")
+    out: Path | None = None
     fresh: bool = False
 
 
-def run(config: RunConfig) -> list:
-    """Train every (arch, framework) pair; later stages build on these run directories."""
-    from models.training import TrainConfig, train
+@dataclasses.dataclass
+class RunOutcome:
+    out: Path
+    report: dict[str, Path] = dataclasses.field(default_factory=dict)
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    interrupted: str = ""
+    failed: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.interrupted or self.failed)
+
+
+def run(config: RunConfig) -> RunOutcome:
+    from loadtests.report import ReportData, write_report
+
+    out = Path(config.out or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    outcome = RunOutcome(out=out)
+    data = ReportData(manifest={}, p99_budget_ms=config.p99_budget_ms)
+    progress = StageProgress(["train", "export", "serve", "check-served", "load test", "report"])
+    model_dirs: list[Path] = []
+    urls: dict[str, str] = {}
+    try:
+        with progress.stage("train", outcome.timings):
+            data.training = _train(config)
+        with progress.stage("export", outcome.timings):
+            data.exports, model_dirs = _export(config)
+        _serve_check_load(config, model_dirs, data, progress, outcome, urls)
+    except KeyboardInterrupt:
+        outcome.interrupted = f"interrupted (Ctrl-C) during {progress.current}"
+    except Exception as exc:  # the report of what finished is still written, then re-raised
+        outcome.failed = f"{progress.current} failed: {exc}"
+        raise
+    finally:
+        data.notes += [n for n in (outcome.interrupted, outcome.failed) if n]
+        data.manifest = _manifest(config, model_dirs, urls.get("http"))
+        with progress.stage("report", outcome.timings):
+            outcome.report = write_report(data, out)
+        data.manifest["stage_seconds"] = outcome.timings
+        (out / "manifest.json").write_text(json.dumps(data.manifest, indent=2, default=str) + "\n")
+    return outcome
+
+
+def _train(config: RunConfig) -> list[dict]:
+    from models.training import TrainConfig
+    from servebench.stages import cached_train
+
+    return [
+        cached_train(
+            TrainConfig(
+                framework=framework,
+                arch=arch,
+                data=config.data,
+                epochs=config.epochs,
+                image_size=config.image_size,
+                out=config.workdir / f"{arch}_{framework}",
+            ),
+            config.fresh,
+        )
+        for arch in config.archs
+        for framework in config.frameworks
+    ]
+
+
+def _export(config: RunConfig) -> tuple[list[dict], list[Path]]:
+    from exporters.export import ExportConfig
+    from exporters.spec import FRAMEWORK_FORMATS
+    from exporters.triton_config import ServingOptions
+    from servebench.stages import cached_export
 
     results = []
     for arch in config.archs:
         for framework in config.frameworks:
-            results.append(
-                train(
-                    TrainConfig(
-                        framework=framework,
-                        arch=arch,
-                        data=config.data,
-                        epochs=config.epochs,
-                        image_size=config.image_size,
-                        out=config.workdir / f"{arch}_{framework}",
-                        force=True,
-                    )
-                )
+            wanted = FRAMEWORK_FORMATS[framework]
+            if config.formats != ("all",):
+                wanted = tuple(f for f in config.formats if f in wanted)
+            if not wanted:
+                continue
+            results += cached_export(
+                ExportConfig(
+                    checkpoint=config.workdir / f"{arch}_{framework}",
+                    repo=config.repo,
+                    formats=wanted,
+                    serving=ServingOptions(max_batch_size=config.max_batch_size),
+                ),
+                config.fresh,
             )
-    return results
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        log.warning("not served (export failed): %s", ", ".join(failed))
+    return [r.to_dict() for r in results], [r.model_dir for r in results if r.ok]
+
+
+def _serve_check_load(config, model_dirs, data, progress, outcome, urls) -> None:
+    from serving.check_served import check_served
+    from serving.engines import ServeConfig, open_server
+    from serving.triton import free_ports
+
+    if not model_dirs:
+        raise RuntimeError("no model passed export; nothing to serve")
+    with tempfile.TemporaryDirectory(prefix="servebench-view-") as view:
+        repo_view = _repo_view(model_dirs, Path(view))
+        http, grpc, metrics = free_ports(3)
+        serve_config = ServeConfig(
+            repo=repo_view, engine=config.engine, http_port=http, grpc_port=grpc,
+            metrics_port=metrics, threads=config.threads, url=config.url,
+            grpc_url=config.grpc_url, served_dir=Path(".cache") / "served" / "run",
+        )  # fmt: skip
+        with progress.stage("serve", outcome.timings):
+            server = open_server(serve_config).__enter__()
+        try:
+            urls.update(http=server.http_url, grpc=server.grpc_url)
+            names = [d.name for d in model_dirs]
+            with progress.stage("check-served", outcome.timings):
+                checks = check_served(
+                    server.http_url, server.grpc_url, repo_view, names, protocols=config.protocols
+                )
+                data.served = [c.to_dict() for c in checks]
+            with progress.stage("load test", outcome.timings):
+                data.results = _load(config, server, names, outcome.out, progress)
+        finally:
+            server.__exit__(None, None, None)
+
+
+def _repo_view(model_dirs: list[Path], view: Path) -> Path:
+    """Only this run's models: a folder of links to their model directories."""
+    for model_dir in model_dirs:
+        (view / model_dir.name).symlink_to(model_dir.resolve(), target_is_directory=True)
+    return view
+
+
+def _load(config: RunConfig, server, models: list[str], out: Path, progress) -> list[dict]:
+    load_dir = out / "load"
+    argv = [
+        sys.executable, "-m", "servebench", "loadtest",
+        "--url", f"http://{server.http_url}", "--grpc-url", server.grpc_url,
+        "--models", ",".join(models), "--protocols", ",".join(config.protocols),
+        "--concurrency", ",".join(map(str, config.concurrency)),
+        "--duration", f"{config.duration_s}s", "--warmup", f"{config.warmup_s}s",
+        "--out", str(load_dir),
+    ]  # fmt: skip
+    total = len(models) * len(config.protocols) * len(config.concurrency)
+    per_scenario = config.duration_s + config.warmup_s + 1.0
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)  # fmt: skip
+    try:
+        done = 0
+        for line in proc.stdout:
+            if line.startswith("["):
+                done += 1
+                progress.note(f"{line.strip()}  (~{(total - done) * per_scenario:.0f} s left)")
+            elif "error" in line.lower() or line.startswith("stopped early"):
+                progress.note(line.rstrip())
+    finally:  # on Ctrl-C too: the child got the same signal and writes what finished
+        _wait_child(proc)
+    results_file = load_dir / "results.json"
+    return json.loads(results_file.read_text()) if results_file.exists() else []
+
+
+def _wait_child(proc: subprocess.Popen) -> None:
+    """The child got the same Ctrl-C; give it time to write its results, then make sure."""
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _manifest(config: RunConfig, model_dirs: list[Path], http_url: str | None) -> dict:
+    from servebench.manifest import build_manifest
+
+    settings = {
+        k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()
+    }
+    settings["seed"] = 0
+    return build_manifest(settings, model_dirs, config.engine, http_url)

@@ -119,7 +119,7 @@ def test_users_are_truly_concurrent_when_four_share_a_slow_model(records, protoc
     """Little's law: 4 closed-loop users on a 20 ms model keep ~4 requests in flight."""
     record = records[f"{protocol}_sleep20_4"]
     assert record["errors"] == 0, record["errors_by_kind"]
-    assert record["measured_concurrency"] >= 0.9 * 4, record
+    assert record["littles_law_concurrency"] >= 0.9 * 4, record
     assert record["mean_ms"] >= 20.0  # the model sleeps 20 ms: nothing answered early
 
 

@@ -70,7 +70,7 @@ def test_build_record_finds_full_concurrency_when_users_overlap():
     assert record.throughput_req_per_s == pytest.approx(400.0)
     assert record.throughput_infer_per_s == pytest.approx(3200.0)
     assert record.mean_ms == pytest.approx(10.0)
-    assert record.measured_concurrency == pytest.approx(4.0)
+    assert record.littles_law_concurrency == pytest.approx(4.0)
     assert record.concurrency_ratio == pytest.approx(1.0)
     assert record.late_share is None and not record.client_saturated
 
@@ -79,7 +79,7 @@ def test_build_record_exposes_serialized_users_when_they_take_turns():
     """4 'users' that really run one at a time: 100 req/s of 10 ms is one in flight, not four."""
     window = _closed_loop_samples(users=1, latency_ms=10, duration_s=1.0)
     record = build_record(_info(users=4), window, 1.0, CpuUsage(10.0, 95.0))
-    assert record.measured_concurrency == pytest.approx(1.0)
+    assert record.littles_law_concurrency == pytest.approx(1.0)
     assert record.concurrency_ratio == pytest.approx(0.25)
     assert record.client_saturated
 

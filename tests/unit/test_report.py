@@ -28,6 +28,7 @@ def test_verdict_names_winner_and_margin_when_records_differ():
     assert "1.50x" in verdict.lowest_latency
     # the faster gRPC scenario breaks the 10 ms p99 budget, so the budget winner is savedmodel
     assert "seedcnn_tf_savedmodel over grpc at concurrency 4, 700.0" in verdict.highest_throughput
+    assert "best path of each framework" in verdict.framework_claim
     assert "PyTorch ahead by 1.50x" in verdict.framework_claim
     assert any("client-bound" in c for c in verdict.caveats)
     assert any("CPU-only" in c for c in verdict.caveats)
