@@ -76,12 +76,12 @@ def artifact_hashes(model_dirs: list[Path]) -> dict[str, str]:
     return hashes
 
 
-def build_manifest(config: dict, model_dirs: list[Path], engine: str, http_url: str | None) -> dict:
+def build_manifest(config: dict, model_dirs: list[Path], engine: str, triton: str | None) -> dict:
     return {
         "command": " ".join(sys.argv),
         "config": config,
         "engine": engine,
-        "triton_version": triton_version(http_url) if http_url else None,
+        "triton_version": triton,
         "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "gpu": gpu_names() or None,

@@ -70,13 +70,13 @@ def run(config: RunConfig) -> RunOutcome:
     data = ReportData(manifest={}, p99_budget_ms=config.p99_budget_ms)
     progress = StageProgress(["train", "export", "serve", "check-served", "load test", "report"])
     model_dirs: list[Path] = []
-    urls: dict[str, str] = {}
+    server_facts: dict[str, str] = {}
     try:
         with progress.stage("train", outcome.timings):
             data.training = _train(config)
         with progress.stage("export", outcome.timings):
             data.exports, model_dirs = _export(config)
-        _serve_check_load(config, model_dirs, data, progress, outcome, urls)
+        _serve_check_load(config, model_dirs, data, progress, outcome, server_facts)
     except KeyboardInterrupt:
         outcome.interrupted = f"interrupted (Ctrl-C) during {progress.current}"
     except Exception as exc:  # the report of what finished is still written, then re-raised
@@ -84,7 +84,7 @@ def run(config: RunConfig) -> RunOutcome:
         raise
     finally:
         data.notes += [n for n in (outcome.interrupted, outcome.failed) if n]
-        data.manifest = _manifest(config, model_dirs, urls.get("http"))
+        data.manifest = _manifest(config, model_dirs, server_facts.get("triton"))
         with progress.stage("report", outcome.timings):
             outcome.report = write_report(data, out)
         data.manifest["stage_seconds"] = outcome.timings
@@ -142,7 +142,7 @@ def _export(config: RunConfig) -> tuple[list[dict], list[Path]]:
     return [r.to_dict() for r in results], [r.model_dir for r in results if r.ok]
 
 
-def _serve_check_load(config, model_dirs, data, progress, outcome, urls) -> None:
+def _serve_check_load(config, model_dirs, data, progress, outcome, server_facts) -> None:
     from serving.check_served import check_served
     from serving.engines import ServeConfig, open_server
     from serving.triton import free_ports
@@ -160,7 +160,9 @@ def _serve_check_load(config, model_dirs, data, progress, outcome, urls) -> None
         with progress.stage("serve", outcome.timings):
             server = open_server(serve_config).__enter__()
         try:
-            urls.update(http=server.http_url, grpc=server.grpc_url)
+            from servebench.manifest import triton_version
+
+            server_facts.update(triton=triton_version(server.http_url))
             names = [d.name for d in model_dirs]
             with progress.stage("check-served", outcome.timings):
                 checks = check_served(
@@ -218,11 +220,11 @@ def _wait_child(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _manifest(config: RunConfig, model_dirs: list[Path], http_url: str | None) -> dict:
+def _manifest(config: RunConfig, model_dirs: list[Path], triton: str | None) -> dict:
     from servebench.manifest import build_manifest
 
     settings = {
         k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()
     }
     settings["seed"] = 0
-    return build_manifest(settings, model_dirs, config.engine, http_url)
+    return build_manifest(settings, model_dirs, config.engine, triton)
