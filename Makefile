@@ -32,6 +32,7 @@ test-integration: setup
 
 bench: setup
 	$(PY) benchmarks/export_time.py
+	$(PY) benchmarks/loadgen_vs_perf_analyzer.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
