@@ -291,14 +291,8 @@ def _sidecar(source: Source, spec: ModelSpec, result: ExportResult, config: Expo
 
 
 def library_versions(framework: str) -> dict:
-    from importlib import metadata
+    from models.versions import package_versions
 
     names = ["numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "tritonclient"]
     names += ["torch", "onnxscript"] if framework == "torch" else ["tensorflow", "keras", "tf2onnx"]
-    versions = {}
-    for n in names:
-        try:
-            versions[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    return package_versions(names)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from models.checkpoint import file_sha256
+from models.versions import package_versions
 
 PACKAGES = (
     "servebench", "torch", "tensorflow", "keras", "onnx", "onnxruntime-gpu", "onnxruntime",
@@ -39,18 +40,6 @@ def gpu_names() -> list[str]:
         if out.returncode == 0
         else []
     )
-
-
-def library_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def triton_version(http_url: str) -> str | None:
@@ -87,6 +76,6 @@ def build_manifest(config: dict, model_dirs: list[Path], engine: str, triton: st
         "gpu": gpu_names() or None,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "libraries": library_versions(),
+        "libraries": package_versions(PACKAGES),
         "artifact_sha256": artifact_hashes(model_dirs),
     }
