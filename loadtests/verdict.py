@@ -56,7 +56,7 @@ def decide(records: list[dict], p99_budget_ms: float | None, cpu_only: bool) -> 
         )
     within = [r for r in _closed(records) if p99_budget_ms is None or r["p99_ms"] <= p99_budget_ms]
     within.sort(key=lambda r: r["throughput_infer_per_s"], reverse=True)
-    budget = f"p99 <= {p99_budget_ms:g} ms" if p99_budget_ms else "no p99 budget"
+    budget = f"within p99 <= {p99_budget_ms:g} ms" if p99_budget_ms else "(no p99 budget set)"
     if within:
         best = within[0]
         others = [r for r in within if path_label(r) != path_label(best)]
@@ -68,12 +68,12 @@ def decide(records: list[dict], p99_budget_ms: float | None, cpu_only: bool) -> 
                 f"{path_label(second)}'s best ({second['throughput_infer_per_s']:.1f}/s)"
             )
         verdict.highest_throughput = (
-            f"Highest throughput within {budget}: {path_label(best)} at concurrency "
+            f"Highest throughput {budget}: {path_label(best)} at concurrency "
             f"{best['concurrency']}, {best['throughput_infer_per_s']:.1f} inferences/s "
             f"(p99 {best['p99_ms']:.1f} ms){margin}."
         )
     elif records:
-        verdict.highest_throughput = f"No scenario met {budget}."
+        verdict.highest_throughput = f"No scenario stayed {budget}."
     verdict.framework_claim = _framework_claim(records)
     verdict.caveats = caveats(records, cpu_only)
     return verdict
