@@ -150,7 +150,10 @@ def _served_models(http_url: str) -> list[str]:
         with urllib.request.urlopen(request, timeout=10) as response:
             index = json.loads(response.read())
     except OSError as exc:
-        raise LoadTestError(f"no Triton answers at {http_url} ({exc}); check --url") from exc
+        raise LoadTestInputError(
+            f"no Triton answers at {http_url} ({exc}); check --url, or start one with "
+            "'servebench serve'"
+        ) from exc
     models = sorted(m["name"] for m in index if m.get("state") == "READY")
     if not models:
         raise LoadTestError(f"the server at {http_url} has no READY model")

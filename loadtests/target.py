@@ -84,7 +84,7 @@ def _get_json(url: str, model: str) -> dict:
     except urllib.error.HTTPError as exc:
         raise LoadTestInputError(
             f"GET {url} answered {exc.code}: is model {model!r} loaded? "
-            "Check the name (--model) against the server's repository"
+            "Check the name (--model/--models) against the server's repository"
         ) from exc
     except OSError as exc:
         raise LoadTestError(

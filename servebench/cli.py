@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -173,8 +174,8 @@ def _add_run(sub) -> None:
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per model instance")
-    p.add_argument("--repo", type=Path, default=Path("model_repo"))
-    p.add_argument("--workdir", type=Path, default=Path("runs"), help="training run dirs")
+    p.add_argument("--repo", type=Path, default=Path(".cache/run/model_repo"), help="exports")
+    p.add_argument("--workdir", type=Path, default=Path(".cache/run/runs"), help="training runs")
     p.add_argument("--out", type=Path, default=None, help="report dir (default reports/<time>)")
     p.add_argument("--fresh", action="store_true", help="retrain and re-export everything")
     p.set_defaults(handler=_cmd_run)
@@ -255,6 +256,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # a process started in the background inherits SIGINT ignored; Ctrl-C / kill -INT must work
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:

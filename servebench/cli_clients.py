@@ -86,6 +86,13 @@ def cmd_check_served(args) -> int:
         timeout_s=args.timeout,
     )
     _print_checks(results)
+    mismatched = [r for r in results if not r.error and not r.passed]
+    if mismatched:
+        print(
+            "hint: outputs differ beyond the export tolerance. If a model was re-exported or "
+            "retrained after the server started, the server still runs the old artifact: "
+            "restart 'servebench serve'."
+        )
     return 0 if results and all(r.passed for r in results) else 1
 
 

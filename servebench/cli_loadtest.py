@@ -92,6 +92,10 @@ def _print_record(record: dict, index: int, total: int) -> None:
         f"{record['throughput_infer_per_s']:.1f} infer/s p50 {record['p50_ms']:.2f} ms "
         f"p99 {record['p99_ms']:.2f} ms errors {record['errors']} "
         f"L={record['littles_law_concurrency']:.2f} server_count={record['server_inference_count']} "
-        f"avg_batch={record['avg_batch_size']}" + (f" FLAGS {flags}" if flags else ""),
+        f"avg_batch={_num(record['avg_batch_size'])}" + (f" FLAGS {flags}" if flags else ""),
         flush=True,
     )
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -42,8 +42,8 @@ class RunConfig:
     image_size: int | None = None
     max_batch_size: int = 64
     threads: int = 1
-    repo: Path = Path("model_repo")
-    workdir: Path = Path("runs")
+    repo: Path = Path(".cache/run/model_repo")  # apart from the stage commands' runs/, model_repo/
+    workdir: Path = Path(".cache/run/runs")
     out: Path | None = None
     fresh: bool = False
 

@@ -228,7 +228,10 @@ def _grpc_cause(status: str, message: str, url: str, timeout_s: float) -> str:
     if status == "DEADLINE_EXCEEDED":
         return f"no answer from {url} within {timeout_s:g}s: the server is stuck or overloaded"
     if "refused" in message.lower() or "failed to connect" in message.lower():
-        return f"connection to {url} refused: is the server running?"
+        return (
+            f"connection to {url} refused: is the server running, and is {url} its gRPC port "
+            "(servebench serve: HTTP 8000, gRPC 8001)?"
+        )
     return f"connection to {url} lost mid-request: the server closed it or died"
 
 

@@ -57,7 +57,7 @@ class InferenceError(ServingError):
         self.sent = sent
 
 
-class ServerUnreachableError(ServingError):
+class ServerUnreachableError(ServingError, UserInputError):
     """No answer from the server: refused, reset mid-request or timed out.
 
     ``cause`` says what happened and names the URL ("connection to 127.0.0.1:8000 refused: is the
