@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 
+import gevent
 import locust  # noqa: F401  - gevent monkey-patches here, before grpc or sockets load
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.batches import INPUT_KINDS, Workload, load_samples
-from loadtests.errors import LoadTestInputError
+from loadtests.errors import LoadTestError, LoadTestInputError
 from loadtests.samples import SampleCollector
 from loadtests.stats import summarize_latencies
 from loadtests.target import resolve_target
@@ -64,7 +65,8 @@ def _on_init(environment, **_kwargs) -> None:
         return
     _select_class(environment)
     if options.headless and not options.model:
-        raise LoadTestInputError("pass --model NAME (a model loaded in Triton)")
+        log.error("pass --model NAME (a model loaded in Triton)")
+        raise SystemExit(2)
 
 
 @events.test_start.add_listener
@@ -74,10 +76,19 @@ def _on_test_start(environment, **_kwargs) -> None:
     if options is None:  # used as a library: the caller configures its own user classes
         return
     user_class = _select_class(environment)
-    if not options.model:
-        raise LoadTestInputError("pass --model NAME (a model loaded in Triton)")
-    target = resolve_target(options.model, environment.host, options.grpc_url)
-    samples = load_samples(options.samples) if options.inputs == "real" else None
+    try:
+        if not options.model:
+            raise LoadTestInputError("pass --model NAME (a model loaded in Triton)")
+        target = resolve_target(options.model, environment.host, options.grpc_url)
+        samples = load_samples(options.samples) if options.inputs == "real" else None
+    except (
+        LoadTestError,
+        LoadTestInputError,
+    ) as exc:  # one clear line, then stop: no user runs without a setup
+        log.error("%s", exc)
+        environment.process_exit_code = 2
+        gevent.spawn(environment.runner.quit)
+        return
     workload = Workload(options.batch_size, options.inputs, samples, options.seed)
     user_class.setup = UserSetup.build(target, workload)
     COLLECTOR.clear()

@@ -21,6 +21,7 @@ import gevent
 import locust  # noqa: F401  - gevent monkey-patches here, before grpc or sockets load
 from locust import FastHttpUser, User, constant, task
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, LocustBadStatusCode
+from locust.exception import StopUser
 
 from . import kserve_grpc, kserve_http
 from .batches import Batch, Workload, build_batches
@@ -64,6 +65,9 @@ class TritonUser(User):
 
     def on_start(self) -> None:
         if self.setup is None:
+            if self.environment.process_exit_code:  # the locustfile already said why
+                self._payloads = []
+                return
             raise LoadTestError(
                 f"{type(self).__name__} has no setup; use loadtests.users.user_class_for() "
                 "or run it through loadtests/locustfile.py"
@@ -74,6 +78,8 @@ class TritonUser(User):
 
     @task
     def infer(self) -> None:
+        if not self._payloads:  # the run was refused at start (see on_start)
+            raise StopUser()
         setup = self.setup
         scheduled = self._wait_for_slot(setup.schedule)
         payload = self._payloads[self._next % len(self._payloads)]
