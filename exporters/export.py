@@ -20,7 +20,7 @@ from exporters.errors import ExportInputError, ParityError
 from exporters.parity import ParityResult, check_parity, parity_batch_sizes
 from exporters.repository import check_target, finish_model_dir, staging_dir
 from exporters.runtimes import load_runner
-from exporters.spec import FORMATS, FRAMEWORK_FORMATS, ModelSpec, model_name
+from exporters.spec import ARTIFACT_NAMES, FORMATS, FRAMEWORK_FORMATS, ModelSpec, model_name
 from exporters.triton_config import ServingOptions, config_dict, to_pbtxt
 from models.checkpoint import CheckpointInfo, load_model, read_checkpoint
 from models.datasets import Preprocess, load_dataset
@@ -141,7 +141,7 @@ def _export_one(source: Source, fmt: str, config: ExportConfig) -> ExportResult:
     staging = staging_dir(config.repo, name)
     result = ExportResult(name=name, format=fmt, status="error")
     try:
-        artifact = staging / "1" / _artifact_name(fmt)
+        artifact = staging / "1" / ARTIFACT_NAMES[fmt]
         artifact.parent.mkdir()
         start = time.perf_counter()
         _write_artifact(source, fmt, artifact, config)
@@ -171,12 +171,6 @@ def _export_one(source: Source, fmt: str, config: ExportConfig) -> ExportResult:
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _artifact_name(fmt: str) -> str:
-    from exporters.spec import ARTIFACT_NAMES
-
-    return ARTIFACT_NAMES[fmt]
 
 
 def _write_artifact(source: Source, fmt: str, artifact: Path, config: ExportConfig) -> None:

@@ -68,7 +68,9 @@ def _native_model_dirs(native_repo: Path) -> list[Path]:
         raise ServedRepoError(
             f"native model repository {native_repo} does not exist; export models first"
         )
-    dirs = sorted(p for p in native_repo.iterdir() if (p / "config.pbtxt").is_file())
+    from exporters.repository import list_models
+
+    dirs = list_models(native_repo)
     if not dirs:
         raise ServedRepoError(
             f"no model in {native_repo}: expected <name>/config.pbtxt directories; export first"

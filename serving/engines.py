@@ -171,9 +171,9 @@ class DockerTriton:
         return cmd
 
     def model_names(self) -> list[str]:
-        return sorted(
-            p.name for p in Path(self.config.repo).iterdir() if (p / "config.pbtxt").is_file()
-        )
+        from exporters.repository import list_models
+
+        return [p.name for p in list_models(Path(self.config.repo))]
 
     def __enter__(self) -> DockerTriton:
         _require_docker_engine()

@@ -103,9 +103,9 @@ class EmbeddedTriton:
 
     def model_names(self) -> list[str]:
         """The models of the repository (directories holding a ``config.pbtxt``)."""
-        return sorted(
-            p.name for p in self.model_repository.iterdir() if (p / "config.pbtxt").is_file()
-        )
+        from exporters.repository import list_models
+
+        return [p.name for p in list_models(self.model_repository)]
 
     def start(self) -> EmbeddedTriton:
         """Launch and wait until every model answers; raises on failure (server stopped)."""
