@@ -72,11 +72,16 @@ class GrpcInferCaller:
         self._infer = service_pb2_grpc.GRPCInferenceServiceStub(self._channel).ModelInfer
         type(self)._reserve_thread()
 
-    def infer(self, request):
-        """The ModelInferResponse; blocks only the calling greenlet.
+    def submit(self, request):
+        """Start the call in a pool thread; the handle ``wait`` takes."""
+        return self._pool.spawn(self._call, request)
+
+    @staticmethod
+    def wait(handle):
+        """The ModelInferResponse of a submitted call; blocks only the calling greenlet.
 
         Raises grpc.RpcError, or ValueError once the channel is closed."""
-        response, error = self._pool.spawn(self._call, request).get()
+        response, error = handle.get()
         if error is not None:
             raise error
         return response
