@@ -23,7 +23,7 @@ from loadtests.batches import INPUT_KINDS, Workload, load_samples
 from loadtests.errors import LoadTestError, LoadTestInputError
 from loadtests.samples import SampleCollector
 from loadtests.stats import summarize_latencies
-from loadtests.target import resolve_target
+from loadtests.target import check_grpc_endpoint, grpc_url_for, resolve_target
 from loadtests.users import PROTOCOLS, TritonGrpcUser, TritonHttpUser, UserSetup
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,12 @@ def _add_options(parser, **_kwargs) -> None:
     add("--batch-size", type=int, default=1, help="samples per request")
     add("--inputs", choices=INPUT_KINDS, default="random", help="request payloads")
     add("--samples", default="", help=".npy of held-out samples for --inputs real")
-    add("--grpc-url", default="127.0.0.1:8001", help="host:port of Triton's gRPC endpoint")
+    add(
+        "--grpc-url",
+        default="",
+        help="host:port of Triton's gRPC endpoint (default: --host's host, port 8001, "
+        "when --host uses Triton's default HTTP port 8000)",
+    )
     add("--seed", type=int, default=0, help="seed of the random inputs")
 
 
@@ -79,7 +84,10 @@ def _on_test_start(environment, **_kwargs) -> None:
     try:
         if not options.model:
             raise LoadTestInputError("pass --model NAME (a model loaded in Triton)")
-        target = resolve_target(options.model, environment.host, options.grpc_url)
+        grpc_url = grpc_url_for(environment.host, options.grpc_url, options.protocol)
+        target = resolve_target(options.model, environment.host, grpc_url, url_flag="--host")
+        if options.protocol == "grpc":
+            check_grpc_endpoint(grpc_url)
         samples = load_samples(options.samples) if options.inputs == "real" else None
     except (
         LoadTestError,

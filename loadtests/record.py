@@ -10,6 +10,9 @@ from .cpu import CpuUsage
 from .samples import Samples
 from .stats import littles_law_concurrency, summarize_latencies
 
+COUNT_TOLERANCE = 0.01  # client and server inference counts further apart are flagged
+CLIENT_BOUND_CPU = 90.0  # load-generator CPU percent from which a scenario is client-bound
+
 
 @dataclasses.dataclass(frozen=True)
 class LoadRecord:
@@ -122,3 +125,39 @@ def _late_share(window: Samples, threshold_ms: float | None) -> float | None:
         return float("nan")
     late = (window.sent_ns - window.scheduled_ns) > threshold_ms * 1e6
     return float(np.count_nonzero(late)) / len(window)
+
+
+@dataclasses.dataclass
+class LoadTestRun:
+    records: list[dict] = dataclasses.field(default_factory=list)
+    stopped_early: str = ""  # why the run ended before its last scenario
+    interrupted: bool = False  # it ended on Ctrl-C
+
+    @property
+    def complete(self) -> bool:
+        return not self.stopped_early
+
+    @property
+    def failed_scenarios(self) -> list[dict]:
+        """Scenarios in which not one request succeeded: their figures measure nothing."""
+        return [r for r in self.records if r.get("all_failed")]
+
+
+def cross_checks(record: dict) -> dict:
+    """Cross-checks: counts apart, client the bottleneck, or nothing succeeded at all."""
+    server, client = record.get("server_inference_count"), record.get("client_inference_count")
+    mismatch = (
+        server is not None
+        and client is not None
+        and abs(server - client) > COUNT_TOLERANCE * max(client, 1)
+    )
+    all_failed = record.get("requests", 0) == 0 and record.get("errors", 0) > 0
+    busy = (
+        record.get("client_saturated")
+        or (record.get("client_cpu_percent") or 0) >= CLIENT_BOUND_CPU
+    )
+    return {
+        "count_mismatch": bool(mismatch),
+        "client_bound": bool(busy) and not all_failed,  # failing at once is not a client limit
+        "all_failed": all_failed,
+    }

@@ -20,13 +20,12 @@ from .batches import Workload
 from .closed_loop import ClosedLoopConfig, run_closed_loop
 from .errors import LoadTestError, LoadTestInputError
 from .open_loop import OpenLoopConfig, run_open_loop
+from .record import LoadTestRun, cross_checks
 from .report import write_results
 from .server_stats import delta, snapshot
-from .target import TritonTarget, resolve_target
+from .target import TritonTarget, check_grpc_endpoint, resolve_target
 
 log = logging.getLogger(__name__)
-COUNT_TOLERANCE = 0.01
-CLIENT_BOUND_CPU = 90.0
 CLOSED_BASIS = "closed loop: from actual send; a server stall delays sends and is hidden"
 OPEN_BASIS = "open loop: from scheduled send; a server stall shows in full"
 
@@ -58,16 +57,12 @@ class LoadTestConfig:
             raise LoadTestInputError("concurrency levels must be >= 1 and rates > 0")
         if self.duration_s <= 0 or self.warmup_s < 0:
             raise LoadTestInputError("--duration must be > 0 and --warmup >= 0")
-
-
-@dataclasses.dataclass
-class LoadTestRun:
-    records: list[dict] = dataclasses.field(default_factory=list)
-    stopped_early: str = ""  # why the run ended before its last scenario
-
-    @property
-    def complete(self) -> bool:
-        return not self.stopped_early
+        if self.batch_size < 1:
+            raise LoadTestInputError(
+                f"--batch-size is the samples per request, at least 1; got {self.batch_size}"
+            )
+        if self.timeout_s <= 0:
+            raise LoadTestInputError(f"--timeout must be > 0 seconds; got {self.timeout_s}")
 
 
 def scenarios(config: LoadTestConfig, models: list[str]):
@@ -78,30 +73,39 @@ def scenarios(config: LoadTestConfig, models: list[str]):
                 yield model, protocol, mode, level
 
 
-def run_loadtest(config: LoadTestConfig, on_record=None) -> LoadTestRun:
+def prepare_targets(config: LoadTestConfig) -> tuple[list[str], dict[str, TritonTarget]]:
+    """Validate, check that every endpoint asked for answers, and read each model's tensors."""
     config.validate()
     models = list(config.models or _served_models(config.http_url))
     targets = {m: resolve_target(m, config.http_url, config.grpc_url) for m in models}
+    if "grpc" in config.protocols:
+        check_grpc_endpoint(config.grpc_url)
+    return models, targets
+
+
+def run_loadtest(config: LoadTestConfig, on_record=None) -> LoadTestRun:
+    models, targets = prepare_targets(config)
     run = LoadTestRun()
     plan = list(scenarios(config, models))
-    for index, (model, protocol, mode, level) in enumerate(plan, 1):
-        log.info("scenario %d/%d: %s %s %s=%s", index, len(plan), model, protocol, mode, level)
-        try:
+    index = 0
+    try:
+        for index, (model, protocol, mode, level) in enumerate(plan, 1):
+            log.info("scenario %d/%d: %s %s %s=%s", index, len(plan), model, protocol, mode, level)
             record = _scenario(config, targets[model], protocol, mode, level)
-        except KeyboardInterrupt:
-            run.stopped_early = f"interrupted (Ctrl-C) before scenario {index}/{len(plan)}"
-            break
-        run.records.append(record)
-        if config.out:
-            write_results(run.records, config.out)
-        if on_record:
-            on_record(record, index, len(plan))
-        if record["errors"] and snapshot(config.http_url, model) is None:
-            run.stopped_early = (
-                f"server at {config.http_url} stopped answering during scenario {index}/"
-                f"{len(plan)} ({model} {protocol}); {len(run.records)} scenario(s) kept"
-            )
-            break
+            run.records.append(record)
+            if config.out:
+                write_results(run.records, config.out)
+            if on_record:
+                on_record(record, index, len(plan))
+            if record["errors"] and snapshot(config.http_url, model) is None:
+                run.stopped_early = (
+                    f"server at {config.http_url} stopped answering during scenario {index}/"
+                    f"{len(plan)} ({model} {protocol}); {len(run.records)} scenario(s) kept"
+                )
+                break
+    except KeyboardInterrupt:  # what finished is on disk already
+        run.stopped_early = f"interrupted (Ctrl-C) during scenario {index}/{len(plan)}"
+        run.interrupted = True
     if run.stopped_early:
         log.warning("%s", run.stopped_early)
     return run
@@ -122,23 +126,7 @@ def _scenario(config: LoadTestConfig, target: TritonTarget, protocol, mode, leve
     record = result.to_dict() | delta(before, snapshot(config.http_url, target.model))
     record["started_at"] = started
     record["latency_basis"] = CLOSED_BASIS if mode == "closed" else OPEN_BASIS
-    return record | _flags(record)
-
-
-def _flags(record: dict) -> dict:
-    server, client = record.get("server_inference_count"), record.get("client_inference_count")
-    mismatch = (
-        server is not None
-        and client is not None
-        and abs(server - client) > COUNT_TOLERANCE * max(client, 1)
-    )
-    return {
-        "count_mismatch": bool(mismatch),
-        "client_bound": bool(
-            record.get("client_saturated")
-            or (record.get("client_cpu_percent") or 0) >= CLIENT_BOUND_CPU
-        ),
-    }
+    return record | cross_checks(record)
 
 
 def _served_models(http_url: str) -> list[str]:

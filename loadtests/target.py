@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from urllib.parse import urlsplit
 
 from exporters.spec import ModelSpec, TensorSpec
 
-from .errors import LoadTestError, LoadTestInputError
+from .errors import LoadTestInputError
 
 METADATA_TIMEOUT_S = 10.0
 
@@ -61,11 +62,16 @@ def shape_matches(found: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     )
 
 
-def resolve_target(model: str, http_url: str, grpc_url: str) -> TritonTarget:
-    """Ask the server (KServe v2 over HTTP) for the model's tensors and max batch size."""
+def resolve_target(
+    model: str, http_url: str, grpc_url: str, url_flag: str = "--url"
+) -> TritonTarget:
+    """Ask the server (KServe v2 over HTTP) for the model's tensors and max batch size.
+
+    ``url_flag`` is the option that gave ``http_url``, named in the error when nothing answers.
+    """
     base = f"{http_url.rstrip('/')}/v2/models/{model}"
-    metadata = _get_json(base, model)
-    config = _get_json(f"{base}/config", model)
+    metadata = _get_json(base, model, url_flag)
+    config = _get_json(f"{base}/config", model, url_flag)
     max_batch = int(config.get("max_batch_size", 0))
     inputs = tuple(_tensor(t, max_batch) for t in metadata.get("inputs", []))
     outputs = tuple(_tensor(t, max_batch) for t in metadata.get("outputs", []))
@@ -74,7 +80,46 @@ def resolve_target(model: str, http_url: str, grpc_url: str) -> TritonTarget:
     return TritonTarget(model, http_url.rstrip("/"), grpc_url, inputs[0], outputs[0], max_batch)
 
 
-def _get_json(url: str, model: str) -> dict:
+def grpc_url_for(host: str | None, grpc_url: str, protocol: str) -> str:
+    """The gRPC endpoint: ``--grpc-url``, else derived from ``--host`` when that is unambiguous.
+
+    Triton's ports are 8000 (HTTP) and 8001 (gRPC) by default; a server on other ports says
+    nothing about its gRPC port, and guessing 8001 could load-test some other server.
+    """
+    if grpc_url:
+        return grpc_url.split("://")[-1]
+    parts = urlsplit(host if host and "://" in host else f"http://{host or ''}")
+    if parts.hostname and parts.port in (None, 8000):
+        return f"{parts.hostname}:8001"
+    if protocol != "grpc":
+        return ""
+    raise LoadTestInputError(
+        f"--protocol grpc needs --grpc-url HOST:PORT: --host {host} is Triton's HTTP endpoint, "
+        "and its gRPC port cannot be told from it (servebench serve: HTTP 8000, gRPC 8001)"
+    )
+
+
+def check_grpc_endpoint(grpc_url: str, timeout_s: float = 5.0) -> None:
+    """Refuse to start when no Triton answers gRPC at ``grpc_url`` (wrong port, server down).
+
+    Without this, every request of every gRPC scenario fails at once and the users spin.
+    """
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    with grpc.insecure_channel(grpc_url) as channel:
+        live = service_pb2_grpc.GRPCInferenceServiceStub(channel).ServerLive
+        try:
+            live(service_pb2.ServerLiveRequest(), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise LoadTestInputError(
+                f"no Triton answers gRPC at {grpc_url} ({exc.code().name}: {exc.details()}); "
+                "check --grpc-url (servebench serve: HTTP 8000, gRPC 8001), or leave grpc out "
+                "of --protocols"
+            ) from exc
+
+
+def _get_json(url: str, model: str, url_flag: str) -> dict:
     import urllib.error  # late: sockets only after locust has applied gevent's patching
     import urllib.request
 
@@ -86,9 +131,10 @@ def _get_json(url: str, model: str) -> dict:
             f"GET {url} answered {exc.code}: is model {model!r} loaded? "
             "Check the name (--model/--models) against the server's repository"
         ) from exc
-    except OSError as exc:
-        raise LoadTestError(
-            f"cannot reach Triton at {url} ({exc}); is the server up (--host)?"
+    except (OSError, ValueError) as exc:  # refused, timed out, or not Triton's JSON
+        raise LoadTestInputError(
+            f"no Triton HTTP endpoint answers at {url} ({exc}); is the server running, and is "
+            f"{url_flag} its HTTP address (servebench serve: HTTP 8000, gRPC 8001)?"
         ) from exc
 
 

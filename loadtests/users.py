@@ -255,7 +255,9 @@ class TritonGrpcUser(TritonUser):
 
     def on_start(self) -> None:
         super().on_start()
-        self._caller = kserve_grpc.GrpcInferCaller(self.setup.target.grpc_url, self.setup.timeout_s)
+        if self.setup is not None:  # None: the run was refused at start (see TritonUser)
+            target = self.setup.target
+            self._caller = kserve_grpc.GrpcInferCaller(target.grpc_url, self.setup.timeout_s)
 
     def on_stop(self) -> None:
         super().on_stop()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-CLIENT_BOUND_CPU = 90.0
-COUNT_MISMATCH = 0.01
+from .record import CLIENT_BOUND_CPU
+from .record import COUNT_TOLERANCE as COUNT_MISMATCH
 
 
 @dataclasses.dataclass
@@ -116,6 +116,12 @@ def caveats(records: list[dict], cpu_only: bool) -> list[str]:
         notes.append("CPU-only run (no GPU): figures rank the paths on CPU, not on a GPU server.")
     for r in records:
         label = f"{path_label(r)} ({r.get('mode')}, c={r.get('concurrency')}, rate={r.get('rate')})"
+        if r.get("errors") and not r.get("requests"):
+            kinds = ", ".join(
+                f"{k} x{n}" for k, n in sorted((r.get("errors_by_kind") or {}).items())
+            )
+            notes.append(f"{label}: every request failed ({kinds}); no figures from it.")
+            continue
         if (r.get("client_cpu_percent") or 0) >= CLIENT_BOUND_CPU:
             notes.append(
                 f"{label}: load generator at {r['client_cpu_percent']:.0f}% CPU "

@@ -182,7 +182,7 @@ def _add_run(sub) -> None:
 
 
 def _cmd_run(args) -> int:
-    from servebench.cli_loadtest import parse_duration
+    from servebench.cli_loadtest import parse_concurrency, parse_duration
     from servebench.pipeline import RunConfig, run
 
     outcome = run(
@@ -192,7 +192,7 @@ def _cmd_run(args) -> int:
             frameworks=_csv(args.frameworks),
             formats=_csv(args.formats),
             protocols=_csv(args.protocols),
-            concurrency=tuple(int(c) for c in _csv(args.concurrency)),
+            concurrency=parse_concurrency(args.concurrency),
             duration_s=parse_duration(args.duration),
             warmup_s=parse_duration(args.warmup),
             p99_budget_ms=args.p99_budget_ms,

@@ -203,7 +203,7 @@ def _load(config: RunConfig, server, models: list[str], out: Path, progress) -> 
             if line.startswith("["):
                 done += 1
                 progress.note(f"{line.strip()}  (~{(total - done) * per_scenario:.0f} s left)")
-            elif "error" in line.lower() or line.startswith("stopped early"):
+            elif "error" in line.lower() or line.startswith(("stopped early", "failed:")):
                 progress.note(line.rstrip())
     finally:  # on Ctrl-C too: the child got the same signal and writes what finished
         _wait_child(proc)

@@ -119,3 +119,31 @@ def test_loadtest_ends_with_cause_and_keeps_results_when_server_dies(native_repo
     assert records[-1]["errors"] > 0
     assert len(records) < 6
     assert ended_in < 60
+
+
+def test_loadtest_exits_2_at_once_when_grpc_url_is_not_a_grpc_endpoint(server, tmp_path):
+    argv = [sys.executable, "-m", "servebench", "loadtest", "--url", f"http://{server.http_url}",
+            "--grpc-url", server.http_url, "--models", MODEL, "--out", str(tmp_path / "x"),
+            "--concurrency", "1", "--duration", "2s"]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"no Triton answers gRPC at {server.http_url}" in proc.stderr
+    assert "--grpc-url" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_loadtest_exits_130_and_keeps_finished_scenarios_when_interrupted(server, tmp_path):
+    out = tmp_path / "ctrl-c"
+    proc = _loadtest(server, out, "--protocols", "http,grpc", "--concurrency", "1",
+                     "--duration", "3s", "--warmup", "0.5s")  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "results.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output[-3000:]
+    assert "interrupted (Ctrl-C) during scenario 2/2" in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    records = json.loads((out / "results.json").read_text())
+    assert [(r["protocol"], r["errors"]) for r in records] == [("http", 0)]

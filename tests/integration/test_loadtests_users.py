@@ -168,3 +168,14 @@ def test_locustfile_exits_zero_when_run_headless_by_plain_locust(loadtest_server
     assert "exact latency over" in proc.stderr
     assert " 0(0.00%)" in proc.stderr  # Locust's summary: no failures
     assert ("gRPC" if protocol == "grpc" else "HTTP") + "     dense" in proc.stderr
+
+
+def test_locustfile_exits_2_without_guessing_when_grpc_port_is_unknown(loadtest_server):  # noqa: F811
+    host = loadtest_server.http_url  # a free port, not Triton's default 8000
+    argv = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless",
+            "-u", "1", "-r", "1", "-t", "3s", "--host", host, "--model", "dense",
+            "--protocol", "grpc"]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env=_env())
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "--protocol grpc needs --grpc-url" in proc.stderr
+    assert "Traceback" not in proc.stderr and "AttributeError" not in proc.stderr

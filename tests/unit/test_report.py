@@ -49,3 +49,16 @@ def test_write_report_still_writes_when_nothing_finished(tmp_path):
     paths = write_report(ReportData(manifest={}, notes=["interrupted"]), tmp_path)
     assert "No load-test scenario finished." in paths["md"].read_text()
     assert "interrupted" in paths["html"].read_text()
+
+
+def test_verdict_leaves_out_and_names_a_scenario_when_every_request_failed():
+    nan = float("nan")
+    failed = _record("seedcnn_tf_onnx", "grpc", 1, nan, nan, 0.0, requests=0, errors=40,
+                     errors_by_kind={"grpc_UNAVAILABLE": 40}, client_cpu_percent=98.0)  # fmt: skip
+    verdict = decide([*RECORDS, failed], p99_budget_ms=None, cpu_only=False)
+    assert "seedcnn_tf_onnx" not in verdict.lowest_latency + verdict.highest_throughput
+    notes = [c for c in verdict.caveats if c.startswith("seedcnn_tf_onnx over grpc")]
+    assert notes == [
+        "seedcnn_tf_onnx over grpc (closed, c=1, rate=None): every request failed "
+        "(grpc_UNAVAILABLE x40); no figures from it."
+    ]
