@@ -18,7 +18,7 @@ import numpy as np
 from exporters import onnx_tools
 from exporters.errors import ExportInputError, ParityError
 from exporters.parity import ParityResult, check_parity, parity_batch_sizes
-from exporters.repository import check_target, finish_model_dir, staging_dir
+from exporters.repository import check_repo, check_target, finish_model_dir, staging_dir
 from exporters.runtimes import load_runner
 from exporters.spec import ARTIFACT_NAMES, FORMATS, FRAMEWORK_FORMATS, ModelSpec, model_name
 from exporters.triton_config import ServingOptions, config_dict, to_pbtxt
@@ -88,6 +88,7 @@ class Source:
 
 
 def export_checkpoint(config: ExportConfig) -> list[ExportResult]:
+    check_repo(config.repo)
     info = read_checkpoint(config.checkpoint)
     formats = resolve_formats(info.framework, config.formats)
     for fmt in formats:  # refuse before anything is written

@@ -19,7 +19,25 @@ LABELS = "labels.txt"
 CONFIG = "config.pbtxt"
 
 
+def check_repo(repo: Path) -> None:
+    """Refuse a repository path that is (or lies under) a file, before anything is written."""
+    repo = Path(repo)
+    existing = next((p for p in (repo, *repo.parents) if p.exists()), None)
+    if existing is None or existing.is_dir():
+        return
+    if existing == repo:
+        raise ExportInputError(
+            f"--repo {repo} is a file; expected a model repository folder (it is created if "
+            "missing)"
+        )
+    raise ExportInputError(
+        f"--repo {repo} lies under {existing}, which is a file; expected a model repository "
+        "folder (it is created if missing): pass a path whose parents are folders"
+    )
+
+
 def check_target(repo: Path, name: str, force: bool) -> Path:
+    check_repo(repo)
     target = repo / name
     if target.exists() and not force:
         raise ExportInputError(f"{target} exists; pass --force to replace it")

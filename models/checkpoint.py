@@ -74,6 +74,12 @@ def write_meta(info: CheckpointInfo) -> None:
 def read_checkpoint(run_dir: Path | str) -> CheckpointInfo:
     """Validate a run directory and return its metadata; errors name the missing piece."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise CheckpointError(
+            f"checkpoint {run_dir} is a file; expected the run directory of 'servebench train' "
+            f"(the folder holding {META_FILE} and the model file): pass its folder "
+            f"{run_dir.parent}"
+        )
     if not run_dir.is_dir():
         raise CheckpointError(
             f"checkpoint directory {run_dir} does not exist; pass the --out folder of "

@@ -37,10 +37,18 @@ def _add_infer(sub) -> None:
 
 
 def cmd_infer(args) -> int:
-    from serving.clients import TritonClient, check_images_exist, predict_images, predict_samples
+    from serving.clients import (
+        SAMPLES_NEED_CHECKPOINT,
+        TritonClient,
+        check_images_exist,
+        predict_images,
+        predict_samples,
+    )
 
     if bool(args.images) == (args.samples is not None):
         raise UserInputError("give IMAGE files or --samples N (one of the two)")
+    if args.samples is not None and args.repo is None and args.checkpoint is None:
+        raise UserInputError(SAMPLES_NEED_CHECKPOINT)
     if args.top_k < 1:
         raise UserInputError(f"--top-k must be at least 1, got {args.top_k}")
     check_images_exist(args.images)

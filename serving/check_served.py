@@ -20,11 +20,12 @@ import numpy as np
 from exporters.repository import list_models
 from models.errors import CheckpointError, UserInputError
 from serving.clients import PROTOCOLS, ServedModel, TritonClient, infer_batched, read_served_model
-from serving.errors import ServingError, UnknownModelError
+from serving.errors import ServerUnreachableError, ServingError, UnknownModelError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ATOL = 1e-4
+REACH_TIMEOUT_S = 10.0
 
 
 @dataclasses.dataclass
@@ -67,10 +68,12 @@ def check_served(
     timeout_s: float = 60.0,
 ) -> list[ServedCheck]:
     """Check each model of ``repo`` (or those named) over each protocol; never raises for a
-    failed request (it is recorded), raises ``UserInputError`` for a wrong argument."""
+    failed request (it is recorded), raises ``UserInputError`` for a wrong argument and
+    ``ServerUnreachableError`` (before any source model is loaded) when an endpoint is down."""
     urls = _protocol_urls(url, grpc_url, protocols)
     served = [read_served_model(repo, name) for name in _select(repo, models)]
     run_dirs = {s.spec.name: _run_dir(s, checkpoints or {}) for s in served}
+    check_reachable(urls, min(timeout_s, REACH_TIMEOUT_S))
     references = _References()
     results = []
     for protocol, endpoint in urls.items():
@@ -94,8 +97,8 @@ def _run_check(client, model: ServedModel, samples, expected, check: ServedCheck
     try:
         got = infer_batched(client, model.spec, samples)[model.spec.outputs[0].name]
     except ServingError as error:
-        check.error = str(error)
-        log.error("%s over %s: %s", check.model, check.protocol, error)
+        check.error = str(error)  # reported by the caller, with the other results
+        log.debug("%s over %s: %s", check.model, check.protocol, error)
         return
     finally:
         check.seconds = round(time.perf_counter() - start, 3)
@@ -110,6 +113,24 @@ def _run_check(client, model: ServedModel, samples, expected, check: ServedCheck
         check.model, check.protocol, check.status, check.max_abs_diff, check.top1_agreement,
         check.samples,
     )  # fmt: skip
+
+
+def check_reachable(urls: Mapping[str, str], timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Raise one ``ServerUnreachableError`` naming every endpoint (protocol -> URL) that does
+    not answer as a live Triton of that protocol."""
+    causes, first_url = [], None
+    for protocol, endpoint in urls.items():
+        with TritonClient(endpoint, protocol, timeout_s=timeout_s) as client:
+            try:
+                client.check_live()
+            except ServingError as error:
+                causes.append(getattr(error, "cause", str(error)))
+                first_url = first_url or client.url
+    if len(causes) == 1:
+        raise ServerUnreachableError(causes[0], first_url)
+    if causes:
+        message = f"no Triton server answers at {len(causes)} endpoints:\n  " + "\n  ".join(causes)
+        raise ServerUnreachableError(message, first_url)
 
 
 class _References:

@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = ("http", "grpc")
 SIDECAR = "servebench.json"
+PORTS_HINT = "servebench serve: HTTP 8000, gRPC 8001"
+SAMPLES_NEED_CHECKPOINT = (
+    "--samples needs the model's source checkpoint (its held-out images come from the training "
+    "run): pass --repo MODEL_REPO (the exported repository, whose servebench.json records the "
+    "checkpoint) or --checkpoint RUN_DIR (the --out folder of 'servebench train')"
+)
 _NOT_FOUND = {"404", "NOT_FOUND"}
 # gRPC reports transport failures as UNAVAILABLE, and so does Triton for a model that is not
 # ready: only these words in the message mean the connection itself failed
@@ -79,6 +85,7 @@ class TritonClient:
             self._client = module.InferenceServerClient(self.url)
         self._module = module
         self._outputs: dict[str, list[str]] = {}  # model -> output names, for output_names=None
+        self._answered = False  # has the endpoint sent one well-formed response yet?
 
     # -- inference ------------------------------------------------------------------------------
     def infer(
@@ -113,6 +120,22 @@ class TritonClient:
                     model, request, outputs=outputs, client_timeout=self.timeout_s
                 )
             return {name: result.as_numpy(name) for name in names}
+
+    # -- server information ---------------------------------------------------------------------
+    def check_live(self) -> None:
+        """Raise ``ServerUnreachableError`` unless a live Triton answers at this endpoint."""
+        with self._translate("health check"):
+            if self.protocol == "http":
+                live = self._client.is_server_live()
+            else:
+                live = self._client.is_server_live(client_timeout=self.timeout_s)
+        if not live:
+            raise ServerUnreachableError(
+                f"{self.url} answers {self.protocol.upper()} but is not a live Triton server "
+                f"(health/live says no): is the server still starting or shutting down? "
+                f"({PORTS_HINT})",
+                self.url,
+            )
 
     # -- model information ----------------------------------------------------------------------
     def model_names(self) -> list[str]:
@@ -169,11 +192,13 @@ class TritonClient:
         try:
             yield
         except InferenceServerException as exc:
+            self._answered = self._answered or self.protocol == "http"  # an HTTP error reply
             raise self._from_triton(exc, sent) from exc
         except (OSError, http.client.HTTPException) as exc:  # HTTP transport (geventhttpclient)
             raise ServerUnreachableError(
-                _transport_cause(exc, self.url, self.timeout_s), self.url, repr(exc)
+                _transport_cause(exc, self.url, self.timeout_s, self._answered), self.url, repr(exc)
             ) from exc
+        self._answered = True
 
     def _from_triton(self, exc, sent: str) -> Exception:
         status, message = _status(exc), exc.message() or str(exc)
@@ -210,12 +235,26 @@ def _describe(model: str, inputs: Mapping[str, np.ndarray]) -> str:
     return f"model {model!r}, {tensors or 'no inputs'}"
 
 
-def _transport_cause(exc: BaseException, url: str, timeout_s: float) -> str:
+def _transport_cause(exc: BaseException, url: str, timeout_s: float, answered: bool) -> str:
     if isinstance(exc, ConnectionRefusedError):
-        return f"connection to {url} refused: is the server running?"
+        return (
+            f"connection to {url} refused: is the server running, and is {url} its HTTP port "
+            f"({PORTS_HINT})?"
+        )
+    if not answered and _is_parse_error(exc):
+        return (
+            f"{url} did not answer HTTP (its first reply is not an HTTP response): is {url} "
+            f"Triton's HTTP port? ({PORTS_HINT})"
+        )
     if isinstance(exc, TimeoutError):
         return f"no answer from {url} within {timeout_s:g}s: the server is stuck or overloaded"
     return f"connection to {url} lost mid-request: the server closed it or died"
+
+
+def _is_parse_error(exc: BaseException) -> bool:
+    from geventhttpclient.response import HTTPParseError
+
+    return isinstance(exc, HTTPParseError)
 
 
 def _grpc_transport_failure(status: str, message: str) -> bool:
@@ -227,10 +266,16 @@ def _grpc_transport_failure(status: str, message: str) -> bool:
 def _grpc_cause(status: str, message: str, url: str, timeout_s: float) -> str:
     if status == "DEADLINE_EXCEEDED":
         return f"no answer from {url} within {timeout_s:g}s: the server is stuck or overloaded"
-    if "refused" in message.lower() or "failed to connect" in message.lower():
+    lowered = message.lower()
+    if "failed to connect" in lowered and "socket closed" in lowered:  # HTTP/1 port: no HTTP/2
+        return (
+            f"{url} accepted the connection but did not answer gRPC: is {url} Triton's gRPC "
+            f"port? ({PORTS_HINT})"
+        )
+    if "refused" in lowered or "failed to connect" in lowered:
         return (
             f"connection to {url} refused: is the server running, and is {url} its gRPC port "
-            "(servebench serve: HTTP 8000, gRPC 8001)?"
+            f"({PORTS_HINT})?"
         )
     return f"connection to {url} lost mid-request: the server closed it or died"
 
@@ -397,13 +442,7 @@ def predict_samples(
     from models.checkpoint import read_checkpoint
     from models.datasets import load_dataset
 
-    run_dir = checkpoint or served.checkpoint_dir
-    if run_dir is None:
-        raise UserInputError(
-            f"{served.spec.name}: no checkpoint directory recorded in its {SIDECAR}; pass "
-            "--repo (exported with a recorded checkpoint) or --checkpoint RUN_DIR"
-        )
-    info = read_checkpoint(run_dir)
+    info = read_checkpoint(_samples_run_dir(served, checkpoint))
     dataset = load_dataset(info.data, served.preprocess.image_size, seed=info.seed)
     available = len(dataset.test_images)
     if not 1 <= count <= available:
@@ -414,3 +453,18 @@ def predict_samples(
         Prediction(f"sample {i}", top, dataset.classes[int(dataset.test_labels[i])])
         for i, top in enumerate(tops)
     ]
+
+
+def _samples_run_dir(served: ServedModel, checkpoint: Path | None) -> Path:
+    """The training run whose held-out images ``--samples`` sends."""
+    if checkpoint is not None:
+        return checkpoint
+    if served.origin != "repository":
+        raise UserInputError(SAMPLES_NEED_CHECKPOINT)
+    if served.checkpoint_dir is None:
+        raise UserInputError(
+            f"{served.spec.name}: its {SIDECAR} records no checkpoint directory (exported before "
+            "servebench recorded it); pass --checkpoint RUN_DIR (the --out folder of "
+            "'servebench train') or export the model again"
+        )
+    return served.checkpoint_dir

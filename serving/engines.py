@@ -18,6 +18,7 @@ from pathlib import Path
 
 from models.errors import UserInputError
 from serving.errors import ServingError
+from serving.ports import check_ports_distinct
 from serving.triton import EmbeddedTriton, TritonOptions
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,14 @@ class ServeConfig:
         if self.engine != "remote" and not Path(self.repo).is_dir():
             raise UserInputError(
                 f"model repository {self.repo} does not exist; run 'servebench export' first"
+            )
+        if self.engine != "remote":
+            check_ports_distinct(
+                {
+                    "http_port": self.http_port,
+                    "grpc_port": self.grpc_port,
+                    "metrics_port": self.metrics_port,
+                }
             )
 
 

@@ -58,7 +58,7 @@ class InferenceError(ServingError):
 
 
 class ServerUnreachableError(ServingError, UserInputError):
-    """No answer from the server: refused, reset mid-request or timed out.
+    """No answer from the server: refused, reset mid-request, timed out or another protocol.
 
     ``cause`` says what happened and names the URL ("connection to 127.0.0.1:8000 refused: is the
     server running?"); ``detail`` is the transport's own message.

@@ -36,7 +36,10 @@ def serve_forever(config: ServeConfig, report: Callable[[str], None]) -> None:
                 report("stub memory (RSS MB): " + ", ".join(f"{k}={v}" for k, v in memory.items()))
             while True:
                 if hasattr(server, "is_alive") and not server.is_alive():
-                    raise ServingError(f"tritonserver exited unexpectedly\n{server.log_tail()}")
+                    raise ServingError(
+                        "tritonserver exited unexpectedly\n--- tritonserver log (tail) ---\n"
+                        f"{server.log_excerpt()}"
+                    )
                 time.sleep(0.5)
     finally:
         for sig, handler in previous.items():

@@ -41,14 +41,35 @@ def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
 
     ``ports`` maps an option name (e.g. ``"http_port"``) to its port.
     """
+    check_ports_distinct(ports)
     taken = [(option, port) for option, port in ports.items() if not port_is_free(host, port)]
-    if len(set(ports.values())) != len(ports):
-        raise PortInUseError(f"the server ports must differ, got {dict(ports)}")
     if taken:
         details = "; ".join(
-            f"{host}:{port} (set by {option}, flag --{option.replace('_', '-')})"
-            for option, port in taken
+            f"{host}:{port} (set by {option}, flag {_flag(option)})" for option, port in taken
         )
         raise PortInUseError(
             f"port already in use: {details}. Stop the process using it or choose another port"
         )
+
+
+def check_ports_distinct(ports: Mapping[str, int]) -> None:
+    """Raise ``PortInUseError`` when two endpoints are given the same port, naming their flags."""
+    by_port: dict[int, list[str]] = {}
+    for option, port in ports.items():
+        by_port.setdefault(port, []).append(_flag(option))
+    clashes = [
+        f"{_join(flags)} are {'both' if len(flags) == 2 else 'all'} {port}"
+        for port, flags in by_port.items()
+        if len(flags) > 1
+    ]
+    if clashes:
+        raise PortInUseError(f"{'; '.join(clashes)}; give each endpoint its own port")
+
+
+def _flag(option: str) -> str:
+    """``"http_port"`` -> ``"--http-port"``."""
+    return "--" + option.replace("_", "-")
+
+
+def _join(words: list[str]) -> str:
+    return ", ".join(words[:-1]) + f" and {words[-1]}"

@@ -6,7 +6,9 @@
 Start checks the ports, launches the binary in its own process group (so the Python-backend stubs
 go with it) with PR_SET_PDEATHSIG (so it dies with its parent), waits for live + ready + every
 model READY, then runs one real inference per model. Stop sends SIGINT, waits, then SIGKILLs the
-whole group. Any start failure stops the server and raises with the log tail.
+whole group. Any start failure stops the server and raises with the log tail and the log's path.
+A clean stop removes the temporary directory (backend dir, default log); after a failed start or
+a crash the ``tritonserver.log`` in it is kept. A ``log_file`` the caller gives is never removed.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class EmbeddedTriton:
         self.probe_seconds: dict[str, float] = {}
         self._process: subprocess.Popen | None = None
         self._workdir: Path | None = None
+        self._start_failed = False
         self.log_path: Path | None = None
 
     # -- public API -----------------------------------------------------------------------------
@@ -118,10 +121,15 @@ class EmbeddedTriton:
             raise UserInputError(f"model repository {self.model_repository} does not exist")
         check_ports_free(self.options.host, self._ports())
         began = time.monotonic()
+        self._start_failed = False
         self._launch()
         try:
             self._wait_and_probe(began + self.options.startup_timeout_s)
-        except BaseException:
+        except Exception:
+            self._start_failed = True  # keep the log: the error shows its tail and its path
+            self.stop()
+            raise
+        except BaseException:  # Ctrl-C while starting: an ordinary stop
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - began
@@ -132,27 +140,22 @@ class EmbeddedTriton:
         return self
 
     def stop(self) -> None:
-        """SIGINT, wait ``stop_timeout_s``, then SIGKILL the process group. Safe to call twice."""
+        """SIGINT, wait ``stop_timeout_s``, then SIGKILL the process group. Safe to call twice.
+
+        A clean stop (running, exits 0 on SIGINT in time, start did not fail) removes the
+        temporary directory; after a failed start or a crash its ``tritonserver.log`` is kept.
+        """
         process, self._process = self._process, None
         if process is None:
             return
         atexit.unregister(self.stop)
+        clean = False
         try:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=self.options.stop_timeout_s)
-                except subprocess.TimeoutExpired:
-                    LOGGER.warning(
-                        "tritonserver did not stop in %.0fs; killing it",
-                        self.options.stop_timeout_s,
-                    )
-                    kill_group(process.pid)
-                    process.wait(timeout=10)
+                clean = self._interrupt(process) and not self._start_failed
         finally:
             kill_group(process.pid)  # stubs left in the group
-            if self._workdir is not None:
-                shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+            self._remove_workdir(keep_log=not clean)
         LOGGER.info("tritonserver stopped (exit code %s)", process.returncode)
 
     def log_tail(self, max_lines: int = 60) -> str:
@@ -160,6 +163,13 @@ class EmbeddedTriton:
             return ""
         lines = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(lines[-max_lines:])
+
+    def log_excerpt(self, max_lines: int = 60) -> str:
+        """The log tail for an error message, ending with where the full log is kept."""
+        tail = self.log_tail(max_lines)
+        if self.log_path is None:
+            return tail
+        return f"{tail}\n--- full log: {self.log_path} ---"
 
     def argv(self, backend_dir: Path) -> list[str]:
         """The tritonserver command line (binary excluded)."""
@@ -191,11 +201,46 @@ class EmbeddedTriton:
         o = self.options
         return {"http_port": o.http_port, "grpc_port": o.grpc_port, "metrics_port": o.metrics_port}
 
+    def _interrupt(self, process: subprocess.Popen) -> bool:
+        """SIGINT and wait; True when it exited with code 0 in time (else it is killed)."""
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=self.options.stop_timeout_s) == 0
+        except subprocess.TimeoutExpired:
+            LOGGER.warning(
+                "tritonserver did not stop in %.0fs; killing it", self.options.stop_timeout_s
+            )
+            kill_group(process.pid)
+            process.wait(timeout=10)
+            return False
+
+    def _remove_workdir(self, keep_log: bool) -> None:
+        """Remove the temporary directory; with ``keep_log``, all but a log that lives in it."""
+        workdir, self._workdir = self._workdir, None
+        if workdir is None:
+            return
+        log_inside = self.log_path is not None and self.log_path.parent == workdir.resolve()
+        if keep_log and log_inside and self.log_path.exists():
+            shutil.rmtree(workdir / "backends", ignore_errors=True)
+            LOGGER.warning("tritonserver log kept at %s", self.log_path)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
     def _launch(self) -> None:
-        from serving.embedded_env import TritonDistribution, build_backend_dir, server_env
+        from serving.embedded_env import TritonDistribution
 
         dist = TritonDistribution.locate()
         self._workdir = Path(tempfile.mkdtemp(prefix="servebench-triton-"))
+        try:
+            self._popen(dist)
+        except BaseException:
+            self._remove_workdir(keep_log=False)
+            raise
+        atexit.register(self.stop)
+
+    def _popen(self, dist) -> None:
+        from serving.embedded_env import build_backend_dir, server_env
+
         backend_dir = build_backend_dir(dist, self._workdir / "backends")
         self.log_path = Path(self.options.log_file or self._workdir / "tritonserver.log").resolve()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +258,6 @@ class EmbeddedTriton:
                 close_fds=True,
                 cwd=self._workdir,  # the stubs put the cwd on sys.path: keep it neutral
             )
-        atexit.register(self.stop)
 
     def _wait_and_probe(self, deadline: float) -> None:
         import tritonclient.http as httpclient
@@ -224,8 +268,8 @@ class EmbeddedTriton:
         with contextlib.closing(
             httpclient.InferenceServerClient(self.http_url, network_timeout=60)
         ) as client:
-            wait_until_ready(client, names, deadline, self._exit_code, self.log_tail)
-            self.probe_seconds = probe_models(client, names, self.log_tail)
+            wait_until_ready(client, names, deadline, self._exit_code, self.log_excerpt)
+            self.probe_seconds = probe_models(client, names, self.log_excerpt)
 
     def _exit_code(self) -> int | None:
         return None if self._process is None else self._process.poll()

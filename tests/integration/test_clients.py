@@ -19,6 +19,7 @@ from serving.clients import TritonClient
 from serving.derive import derive_served_repo
 from serving.errors import InferenceError, ServerUnreachableError, UnknownModelError
 from serving.triton import EmbeddedTriton, TritonOptions, free_ports
+from tests.helpers import run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 ATOL = 1e-4
@@ -287,6 +288,7 @@ def test_triton_client_names_the_cause_when_server_is_killed_mid_requests(native
             t.join(timeout=30)
         stop.set()
         assert not any(t.is_alive() for t in threads), "a client hung after the server died"
+    shutil.rmtree(server.log_path.parent, ignore_errors=True)  # kept because the server crashed
     for protocol, state in states.items():
         error = state["error"]
         print(f"\n{protocol}: {state['ok']} ok, then {error!r}")
@@ -296,3 +298,80 @@ def test_triton_client_names_the_cause_when_server_is_killed_mid_requests(native
         assert url in str(error)
         assert "refused" in str(error) or "lost mid-request" in str(error), str(error)
         assert state["at"] - killed_at < 20, (protocol, state["at"] - killed_at)
+
+
+def test_triton_client_asks_for_the_http_port_when_http_client_meets_the_grpc_port(server):
+    x = np.zeros((1, 1, 16, 16), np.float32)
+    client = TritonClient(server.grpc_url, "http", timeout_s=10)
+    with client, pytest.raises(ServerUnreachableError) as caught:
+        client.infer(MODEL, {"input": x}, ["logits"])
+    message = str(caught.value)
+    hint = f"is {server.grpc_url} Triton's HTTP port? (servebench serve: HTTP 8000, gRPC 8001)"
+    assert f"{server.grpc_url} did not answer HTTP" in message and hint in message
+    assert "lost mid-request" not in message
+
+
+def test_triton_client_asks_for_the_grpc_port_when_grpc_client_meets_the_http_port(server):
+    client = TritonClient(server.http_url, "grpc", timeout_s=10)
+    with client, pytest.raises(ServerUnreachableError) as caught:
+        client.check_live()
+    message = str(caught.value)
+    assert f"{server.http_url} accepted the connection but did not answer gRPC" in message
+    assert f"is {server.http_url} Triton's gRPC port?" in message
+    assert "refused" not in caught.value.cause
+
+
+def test_check_served_cli_exits_2_at_once_with_one_message_when_no_server_listens(native_repo):
+    http, grpc = free_ports(2)
+    start = time.monotonic()
+    result = run_cli(
+        "check-served", "--url", f"127.0.0.1:{http}", "--grpc-url", f"127.0.0.1:{grpc}",
+        "--repo", str(native_repo.path), timeout=120,
+    )  # fmt: skip
+    seconds = time.monotonic() - start
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""  # no table of error rows
+    assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
+    assert "loading the source model" not in result.stderr  # refused before the slow part
+    for port, protocol in ((http, "HTTP"), (grpc, "gRPC")):
+        assert f"connection to 127.0.0.1:{port} refused: is the server running" in result.stderr
+        assert f"is 127.0.0.1:{port} its {protocol} port" in result.stderr
+    assert seconds < 30, seconds
+
+
+def test_check_served_names_each_port_when_http_and_grpc_urls_are_swapped(server, native_repo):
+    with pytest.raises(ServerUnreachableError) as caught:
+        check_served(server.grpc_url, server.http_url, native_repo.path, models=[MODEL])
+    message = str(caught.value)
+    assert message.startswith("no Triton server answers at 2 endpoints:")
+    assert f"is {server.grpc_url} Triton's HTTP port?" in message
+    assert f"is {server.http_url} Triton's gRPC port?" in message
+
+
+def test_predict_samples_asks_for_repo_or_checkpoint_when_spec_comes_from_the_server(server):
+    from serving.clients import predict_samples
+
+    with TritonClient(server.http_url, "http") as client:
+        served = client.model_spec(MODEL)
+        with pytest.raises(UserInputError, match=r"^--samples needs the model's source checkpoint"):
+            predict_samples(client, served, 4)
+
+
+def test_predict_samples_asks_for_checkpoint_when_sidecar_records_none(
+    server, native_repo, tiny_runs, tmp_path
+):
+    from serving.clients import predict_samples
+
+    repo = tmp_path / "repo"
+    shutil.copytree(native_repo.path / MODEL, repo / MODEL)
+    sidecar_path = repo / MODEL / "servebench.json"
+    sidecar = json.loads(sidecar_path.read_text())
+    del sidecar["provenance"]["checkpoint_dir"]
+    sidecar_path.write_text(json.dumps(sidecar))
+    with TritonClient(server.http_url, "http") as client:
+        served = client.model_spec(MODEL, repo=repo)
+        with pytest.raises(UserInputError, match=rf"{MODEL}: its servebench.json records no"):
+            predict_samples(client, served, 4)
+        run_dir = tiny_runs["seedcnn", "torch"]
+        predictions = predict_samples(client, served, 4, checkpoint=run_dir)
+    assert [p.source for p in predictions] == [f"sample {i}" for i in range(4)]

@@ -191,3 +191,32 @@ def test_export_exits_2_when_checkpoint_dir_missing(tmp_path):
     result = run_cli("export", "--checkpoint", str(tmp_path / "nope"), timeout=60)
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+def test_export_exits_2_and_writes_nothing_when_repo_is_a_file(tiny_runs, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# mine\n")
+    result = run_cli(
+        "export", "--checkpoint", str(tiny_runs["seedcnn", "torch"]), "--repo", str(readme),
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == (
+        f"error: --repo {readme} is a file; expected a model repository folder (it is created "
+        "if missing)"
+    )
+    assert readme.read_text() == "# mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+
+
+def test_export_exits_2_naming_the_folder_when_checkpoint_is_the_model_file(tiny_runs, tmp_path):
+    run_dir = tiny_runs["seedcnn", "torch"]
+    repo = tmp_path / "repo"
+    result = run_cli(
+        "export", "--checkpoint", str(run_dir / "model.pt"), "--repo", str(repo), timeout=120
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{run_dir / 'model.pt'} is a file" in result.stderr
+    assert f"pass its folder {run_dir}" in result.stderr
+    assert "does not exist" not in result.stderr and "Traceback" not in result.stderr
+    assert not repo.exists()

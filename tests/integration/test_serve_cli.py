@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -69,9 +72,41 @@ def test_serve_binds_loopback_and_leaves_nothing_when_interrupted(native_repo, t
         time.sleep(0.5)
         alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert alive == []
+        assert not _log_path(lines).parent.exists()  # a clean stop leaves no temp dir
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _log_path(lines: list[str]) -> Path:
+    """The tritonserver log named by the 'starting ... (log PATH)' line."""
+    match = next(re.search(r"\(log (\S+)\)$", line) for line in lines if "starting" in line)
+    return Path(match.group(1))
+
+
+def test_serve_exits_1_saying_where_the_log_is_kept_when_tritonserver_dies(native_repo, tmp_path):
+    http, grpc, metrics = free_ports(3)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servebench", "serve", "--repo", str(native_repo.path),
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    log_path = None
+    try:
+        log_path = _log_path(_wait_for_line(proc, "ready:", 240))
+        (triton,) = [p for p in psutil.Process(proc.pid).children() if p.name() == "tritonserver"]
+        os.killpg(triton.pid, signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 1, rest
+        assert "error: tritonserver exited unexpectedly" in rest
+        assert f"--- full log: {log_path} ---" in rest
+        assert sorted(p.name for p in log_path.parent.iterdir()) == ["tritonserver.log"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if log_path is not None:
+            shutil.rmtree(log_path.parent, ignore_errors=True)
 
 
 def test_serve_exits_2_naming_the_port_when_it_is_taken(native_repo, tmp_path):

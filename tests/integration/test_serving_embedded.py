@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -175,6 +177,14 @@ def test_start_fails_naming_the_model_when_its_artifact_is_missing(native_repo, 
     assert "model.onnx" in caught.value.failures["seedcnn_torch_onnx"]
     assert "seedcnn_torch_onnx" in str(caught.value)
     assert not server.is_alive()
+    # the log is kept, and the error says where
+    log_path = server.log_path
+    try:
+        assert log_path.is_file() and "model.onnx" in log_path.read_text()
+        assert f"--- full log: {log_path} ---" in str(caught.value)
+        assert sorted(p.name for p in log_path.parent.iterdir()) == ["tritonserver.log"]
+    finally:
+        shutil.rmtree(log_path.parent, ignore_errors=True)
 
 
 def test_start_raises_port_in_use_before_launch_when_http_port_is_taken(served_repo):
@@ -188,16 +198,53 @@ def test_start_raises_port_in_use_before_launch_when_http_port_is_taken(served_r
     assert server.pid is None  # nothing was launched
 
 
-def test_no_server_process_remains_when_context_exits(native_repo, tmp_path):
+@pytest.fixture
+def one_model_repo(native_repo, tmp_path):
     native = tmp_path / "native"
     shutil.copytree(native_repo.path / "seedcnn_torch_onnx", native / "seedcnn_torch_onnx")
-    served = derive_served_repo(native, tmp_path / "served")
-    with EmbeddedTriton(served, _options()) as server:
+    return derive_served_repo(native, tmp_path / "served")
+
+
+def test_no_server_process_or_temp_dir_remains_when_context_exits(one_model_repo):
+    with EmbeddedTriton(one_model_repo, _options()) as server:
         pids = _server_pids(server)
         assert len(pids) >= 2, "expected tritonserver and at least one python backend stub"
+        workdir = server.log_path.parent
+        assert workdir.name.startswith("servebench-triton-") and server.log_path.is_file()
+    assert not workdir.exists()
     deadline = time.monotonic() + 10
     while _alive(pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _alive(pids) == []
     pgrep = subprocess.run(["pgrep", "-g", str(pids[0])], capture_output=True, text=True)
     assert pgrep.stdout.strip() == ""
+
+
+def test_stop_keeps_the_log_and_drops_the_rest_when_server_crashed(one_model_repo):
+    server = EmbeddedTriton(one_model_repo, _options()).start()
+    try:
+        os.killpg(server.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while server.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "full log: " + str(server.log_path) in server.log_excerpt()
+    finally:
+        server.stop()
+    workdir = server.log_path.parent
+    try:
+        assert sorted(p.name for p in workdir.iterdir()) == ["tritonserver.log"]
+        assert "Started HTTPService" in server.log_path.read_text()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_stop_keeps_the_users_log_file_and_drops_the_temp_dir_when_log_file_given(
+    one_model_repo, tmp_path
+):
+    log_file = tmp_path / "logs" / "triton.log"
+    with EmbeddedTriton(one_model_repo, _options(log_file=log_file)) as server:
+        assert server.log_path == log_file.resolve()
+        workdir = server._workdir
+        assert (workdir / "backends").is_dir()
+    assert not workdir.exists()
+    assert "Started HTTPService" in log_file.read_text()
