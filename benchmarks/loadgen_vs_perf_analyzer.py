@@ -5,6 +5,9 @@ Targets (issue): on the same embedded Triton, model ``seedcnn_torch_onnx``, batc
 - HTTP, concurrency 1 and 4: servebench throughput >= 0.9 x perf_analyzer's, p50 within 15 %;
 - gRPC, 4 and 8 users: servebench's Little's-law concurrency >= 0.9 x users.
 
+For the record (no target), each gRPC window is paired with a perf_analyzer gRPC window at the
+same concurrency, so the report's HTTP-vs-gRPC figures can be read against the client's own cost.
+
 Trains seedcnn (torch, one epoch, 32 x 32) and exports it to ONNX (not timed), serves it, then
 interleaves equal-length windows, alternating which tool goes first: perf_analyzer HTTP then
 servebench HTTP at each concurrency, ``--repeats`` times; ratios are the median of the paired
@@ -252,16 +255,32 @@ def measure_http(server, pa: Path, config: BenchConfig, work: Path) -> list[Wind
     return windows
 
 
-def measure_grpc(server, config: BenchConfig) -> list[dict]:
-    """servebench gRPC windows; their LoadRecords (Little's law is the check here)."""
-    records = []
+def measure_grpc(server, pa: Path, config: BenchConfig, work: Path) -> tuple[list[dict], list]:
+    """servebench gRPC windows (Little's law is the target here), each paired with a
+    perf_analyzer gRPC window at the same concurrency for the record (no target on it)."""
+    records, pairs = [], []
     for users in GRPC_USERS:
         before = _server_snapshot(server)
         records.append(run_servebench(server.http_url, server.grpc_url, "grpc", users, config))
         after = _server_snapshot(server)
-        line = _window_line(servebench_window(records[-1], 0)) + _server_text(before, after)
-        print(line, flush=True)
-    return records
+        ours = servebench_window(records[-1], 0)
+        print(_window_line(ours) + _server_text(before, after), flush=True)
+        before = _server_snapshot(server)
+        numbers = run_perf_analyzer(pa, server.grpc_url, "grpc", users, config, work)
+        theirs = Window("perf_analyzer", "grpc", users, 0, **numbers)
+        print(_window_line(theirs) + _server_text(before, _server_snapshot(server)), flush=True)
+        pairs.append((theirs, ours))
+    return records, pairs
+
+
+def print_grpc_comparison(pairs: list) -> None:
+    """For the record: how servebench's gRPC users compare with perf_analyzer's gRPC client."""
+    print(f"\n{'gRPC (no target; one window each)':40s} {'infer/s ratio':>13s} {'p50 ratio':>10s}")
+    for pa, sb in pairs:
+        throughput, p50 = sb.throughput / pa.throughput, sb.p50_ms / pa.p50_ms
+        print(
+            f"{f'c={pa.concurrency} servebench/perf_analyzer':40s} {throughput:13.3f} {p50:10.3f}"
+        )
 
 
 def _server_snapshot(server) -> dict | None:
@@ -377,9 +396,10 @@ def run(config: BenchConfig) -> list[Verdict]:
             print(f"Triton up (http {server.http_url}, grpc {server.grpc_url}); {_load()}")
             print("windows (server figures include each tool's warm-up):", flush=True)
             http = measure_http(server, pa, config, work)
-            grpc = measure_grpc(server, config)
+            grpc, grpc_pairs = measure_grpc(server, pa, config, work)
     verdicts = http_verdicts(http) + grpc_verdicts(grpc)
     print_summary(http, verdicts)
+    print_grpc_comparison(grpc_pairs)
     print(f"\nafter the windows: {_load()}")
     return verdicts
 

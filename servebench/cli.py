@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 from models.errors import ServebenchError, UserInputError
@@ -251,8 +252,15 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner quiet
-    for noisy in ("onnxscript", "onnx_ir", "tf2onnx", "absl", "tensorflow", "torch.onnx"):
+    for noisy in ("onnx_ir", "tf2onnx", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # torch's exporter warns that it builds opset 18 and converts down to the asked --opset, and
+    # that torchvision's ops are absent; the exporter checks the artifact's opset and IR itself.
+    # torch sets its loggers' levels from TORCH_LOGS when imported ("-onnx": errors only).
+    os.environ.setdefault("TORCH_LOGS", "-onnx")
+    logging.getLogger("onnxscript").setLevel(logging.ERROR)
+    # raised inside torch's own exporter, nothing a servebench user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def main(argv: list[str] | None = None) -> None:
