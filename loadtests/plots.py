@@ -63,7 +63,7 @@ def server_breakdown(records: list[dict]) -> bytes | None:
     rows = sorted(
         (r for r in rows if r["concurrency"] == top), key=lambda r: (r["model"], r["protocol"])
     )
-    plt, fig, ax = _figure(8.0, 0.6 + 0.35 * len(rows))
+    plt, fig, ax = _figure(8.0, 1.6 + 0.35 * len(rows))  # title and axis labels need ~1.6 in
     labels = [f"{r['model']} {r['protocol']}" for r in rows]
     left = [0.0] * len(rows)
     parts = (("server_queue_us", "queue"), ("server_compute_input_us", "compute input"),
@@ -88,7 +88,7 @@ def protocol_difference(records: list[dict]) -> bytes | None:
     )
     if not pairs:
         return None
-    plt, fig, ax = _figure(8.0, 0.6 + 0.3 * len(pairs))
+    plt, fig, ax = _figure(8.0, 1.6 + 0.3 * len(pairs))
     labels = [f"{m} c={c}" for m, c in pairs]
     diffs = [closed[m, "grpc", c]["p50_ms"] - closed[m, "http", c]["p50_ms"] for m, c in pairs]
     ax.barh(labels, diffs, color=["C2" if d < 0 else "C3" for d in diffs])
