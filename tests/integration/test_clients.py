@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,15 +151,21 @@ def test_check_served_passes_every_model_and_protocol_when_served_from_the_expor
         assert json.loads(json.dumps(r.to_dict()))["status"] == "passed"
 
 
-def test_check_served_uses_given_checkpoint_when_sidecar_records_none(
-    server, native_repo, tiny_runs, tmp_path
-):
+def _repo_without_checkpoint(native_repo, tmp_path) -> Path:
+    """A copy of MODEL whose servebench.json does not say where its source checkpoint is."""
     repo = tmp_path / "repo"
     shutil.copytree(native_repo.path / MODEL, repo / MODEL)
     sidecar_path = repo / MODEL / "servebench.json"
     sidecar = json.loads(sidecar_path.read_text())
     del sidecar["provenance"]["checkpoint_dir"]
     sidecar_path.write_text(json.dumps(sidecar))
+    return repo
+
+
+def test_check_served_uses_given_checkpoint_when_sidecar_records_none(
+    server, native_repo, tiny_runs, tmp_path
+):
+    repo = _repo_without_checkpoint(native_repo, tmp_path)
     with pytest.raises(CheckpointError, match=f"{MODEL}.*--checkpoint"):
         check_served(server.http_url, None, repo, protocols=("http",))
     checkpoints = {MODEL: tiny_runs["seedcnn", "torch"]}
@@ -362,12 +369,7 @@ def test_predict_samples_asks_for_checkpoint_when_sidecar_records_none(
 ):
     from serving.clients import predict_samples
 
-    repo = tmp_path / "repo"
-    shutil.copytree(native_repo.path / MODEL, repo / MODEL)
-    sidecar_path = repo / MODEL / "servebench.json"
-    sidecar = json.loads(sidecar_path.read_text())
-    del sidecar["provenance"]["checkpoint_dir"]
-    sidecar_path.write_text(json.dumps(sidecar))
+    repo = _repo_without_checkpoint(native_repo, tmp_path)
     with TritonClient(server.http_url, "http") as client:
         served = client.model_spec(MODEL, repo=repo)
         with pytest.raises(UserInputError, match=rf"{MODEL}: its servebench.json records no"):

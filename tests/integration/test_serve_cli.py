@@ -36,6 +36,16 @@ def _wait_for_line(proc, prefix: str, timeout: float) -> list[str]:
     raise AssertionError(f"no {prefix!r} line within {timeout}s; got {lines}")
 
 
+def _serve(repo: Path, cwd: Path, http: int, grpc: int, metrics: int) -> subprocess.Popen:
+    """``servebench serve`` in a child process on the given ports, output on one pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "servebench", "serve", "--repo", str(repo),
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
 def _tree(pid: int) -> list[psutil.Process]:
     parent = psutil.Process(pid)
     return [parent, *parent.children(recursive=True)]
@@ -43,12 +53,7 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 def test_serve_binds_loopback_and_leaves_nothing_when_interrupted(native_repo, tmp_path):
     http, grpc, metrics = free_ports(3)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "servebench", "serve", "--repo", str(native_repo.path),
-         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    proc = _serve(native_repo.path, tmp_path, http, grpc, metrics)
     try:
         lines = _wait_for_line(proc, "ready:", 240)
         ready = lines[-1]
@@ -86,12 +91,7 @@ def _log_path(lines: list[str]) -> Path:
 
 def test_serve_exits_1_saying_where_the_log_is_kept_when_tritonserver_dies(native_repo, tmp_path):
     http, grpc, metrics = free_ports(3)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "servebench", "serve", "--repo", str(native_repo.path),
-         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    proc = _serve(native_repo.path, tmp_path, http, grpc, metrics)
     log_path = None
     try:
         log_path = _log_path(_wait_for_line(proc, "ready:", 240))
