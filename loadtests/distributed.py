@@ -51,11 +51,9 @@ from locust.runners import MasterRunner
 from .cpu import CpuMeter, CpuUsage
 from .errors import LoadTestError, LoadTestInputError
 from .open_loop import OpenLoopConfig
-from .record import RunInfo, build_record, cross_checks
+from .record import CLOSED_BASIS, OPEN_BASIS, RunInfo, build_record, cross_checks
 from .report import write_results
 from .runner import (
-    CLOSED_BASIS,
-    OPEN_BASIS,
     LoadTestConfig,
     LoadTestRun,
     prepare_targets,

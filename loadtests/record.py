@@ -10,6 +10,10 @@ from .cpu import CpuUsage
 from .samples import Samples
 from .stats import littles_law_concurrency, summarize_latencies
 
+# What a record's latencies are measured from, stated in every record and in the report.
+CLOSED_BASIS = "closed loop: from actual send; a server stall delays sends and is hidden"
+OPEN_BASIS = "open loop: from scheduled send; a server stall shows in full"
+
 COUNT_TOLERANCE = 0.01  # client and server inference counts further apart are flagged
 CLIENT_BOUND_CPU = 90.0  # load-generator CPU percent from which a scenario is client-bound
 

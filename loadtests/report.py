@@ -36,10 +36,23 @@ class ReportData:
     notes: list[str] = dataclasses.field(default_factory=list)  # e.g. "interrupted at ..."
 
 
+def _untrusted(served: list[dict]) -> dict[tuple[str, str], str]:
+    """Paths whose served answers did not match the source model, with what was found."""
+    return {
+        (s["model"], s["protocol"]): (
+            f"served check error ({s['error']})" if s.get("error")
+            else f"served answers differ from the source model (max abs diff "
+            f"{s['max_abs_diff']:.3g} > atol {s['atol']:g})"
+        )
+        for s in served
+        if not s.get("passed")
+    }  # fmt: skip
+
+
 def write_report(data: ReportData, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     cpu_only = not data.manifest.get("gpu")
-    verdict = decide(data.results, data.p99_budget_ms, cpu_only)
+    verdict = decide(data.results, data.p99_budget_ms, cpu_only, _untrusted(data.served))
     sections = _sections(data, verdict)
     figures = {
         "Latency vs throughput": plots.latency_vs_throughput(data.results),

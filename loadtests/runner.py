@@ -20,14 +20,12 @@ from .batches import Workload
 from .closed_loop import ClosedLoopConfig, run_closed_loop
 from .errors import LoadTestError, LoadTestInputError
 from .open_loop import OpenLoopConfig, run_open_loop
-from .record import LoadTestRun, cross_checks
+from .record import CLOSED_BASIS, OPEN_BASIS, LoadTestRun, cross_checks
 from .report import write_results
 from .server_stats import delta, snapshot
 from .target import TritonTarget, check_grpc_endpoint, resolve_target
 
 log = logging.getLogger(__name__)
-CLOSED_BASIS = "closed loop: from actual send; a server stall delays sends and is hidden"
-OPEN_BASIS = "open loop: from scheduled send; a server stall shows in full"
 
 
 @dataclasses.dataclass(frozen=True)

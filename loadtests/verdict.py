@@ -7,6 +7,7 @@ margin; caveats name scenarios whose figures should not be trusted as server spe
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from .record import CLIENT_BOUND_CPU
 from .record import COUNT_TOLERANCE as COUNT_MISMATCH
@@ -38,8 +39,18 @@ def _closed(records, concurrency=None):
     ]
 
 
-def decide(records: list[dict], p99_budget_ms: float | None, cpu_only: bool) -> Verdict:
+def decide(
+    records: list[dict],
+    p99_budget_ms: float | None,
+    cpu_only: bool,
+    untrusted: Mapping[tuple[str, str], str] | None = None,
+) -> Verdict:
+    """``untrusted`` maps (model, protocol) to why its answers are wrong (e.g. a served-
+    correctness mismatch): such a path is never named a winner, and a caveat says why."""
     verdict = Verdict()
+    untrusted = untrusted or {}
+    all_records = records
+    records = [r for r in records if (r.get("model"), r.get("protocol")) not in untrusted]
     at_one = sorted(_closed(records, 1), key=lambda r: r["p50_ms"])
     if at_one:
         best = at_one[0]
@@ -75,7 +86,10 @@ def decide(records: list[dict], p99_budget_ms: float | None, cpu_only: bool) -> 
     elif records:
         verdict.highest_throughput = f"No scenario stayed {budget}."
     verdict.framework_claim = _framework_claim(records)
-    verdict.caveats = caveats(records, cpu_only)
+    verdict.caveats = caveats(all_records, cpu_only) + [
+        f"{model} over {protocol} left out of the verdict: {why}."
+        for (model, protocol), why in sorted(untrusted.items())
+    ]
     return verdict
 
 

@@ -219,7 +219,9 @@ def _cmd_run(args) -> int:
     if outcome.interrupted:
         print(outcome.interrupted)
         return 130
-    return 0
+    for problem in outcome.problems:
+        print(f"failed: {problem}")
+    return 1 if outcome.problems else 0
 
 
 def _csv(value: str) -> tuple[str, ...]:

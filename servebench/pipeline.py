@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from exporters.errors import ExportError
 from servebench.progress import StageProgress
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,11 @@ class RunOutcome:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     interrupted: str = ""
     failed: str = ""
+    problems: list[str] = dataclasses.field(default_factory=list)  # paths that failed a check
 
     @property
     def ok(self) -> bool:
-        return not (self.interrupted or self.failed)
+        return not (self.interrupted or self.failed or self.problems)
 
 
 def run(config: RunConfig) -> RunOutcome:
@@ -83,6 +85,7 @@ def run(config: RunConfig) -> RunOutcome:
         outcome.failed = f"{progress.current} failed: {exc}"
         raise
     finally:
+        outcome.problems = _problems(data)
         data.notes += [n for n in (outcome.interrupted, outcome.failed) if n]
         data.manifest = _manifest(config, model_dirs, server_facts.get("triton"))
         with progress.stage("report", outcome.timings):
@@ -148,7 +151,10 @@ def _serve_check_load(config, model_dirs, data, progress, outcome, server_facts)
     from serving.triton import free_ports
 
     if not model_dirs:
-        raise RuntimeError("no model passed export; nothing to serve")
+        raise ExportError(
+            "no model passed export, so nothing can be served; the export table in the report "
+            "shows each path's parity figures (servebench export --keep-failed to inspect them)"
+        )
     with tempfile.TemporaryDirectory(prefix="servebench-view-") as view:
         repo_view = _repo_view(model_dirs, Path(view))
         http, grpc, metrics = free_ports(3)
@@ -169,8 +175,13 @@ def _serve_check_load(config, model_dirs, data, progress, outcome, server_facts)
                     server.http_url, server.grpc_url, repo_view, names, protocols=config.protocols
                 )
                 data.served = [c.to_dict() for c in checks]
-            with progress.stage("load test", outcome.timings):
-                data.results = _load(config, server, names, outcome.out, progress)
+            load_dir = outcome.out / "load"
+            try:
+                with progress.stage("load test", outcome.timings):
+                    _load(config, server, names, load_dir, progress)
+            finally:  # after Ctrl-C too: the report shows every scenario that finished
+                results_file = load_dir / "results.json"
+                data.results = json.loads(results_file.read_text()) if results_file.exists() else []
         finally:
             server.__exit__(None, None, None)
 
@@ -182,8 +193,8 @@ def _repo_view(model_dirs: list[Path], view: Path) -> Path:
     return view
 
 
-def _load(config: RunConfig, server, models: list[str], out: Path, progress) -> list[dict]:
-    load_dir = out / "load"
+def _load(config: RunConfig, server, models: list[str], load_dir: Path, progress) -> None:
+    """Run ``servebench loadtest`` as a child; it writes ``load_dir/results.json`` per scenario."""
     argv = [
         sys.executable, "-m", "servebench", "loadtest",
         "--url", f"http://{server.http_url}", "--grpc-url", server.grpc_url,
@@ -207,8 +218,19 @@ def _load(config: RunConfig, server, models: list[str], out: Path, progress) -> 
                 progress.note(line.rstrip())
     finally:  # on Ctrl-C too: the child got the same signal and writes what finished
         _wait_child(proc)
-    results_file = load_dir / "results.json"
-    return json.loads(results_file.read_text()) if results_file.exists() else []
+
+
+def _problems(data) -> list[str]:
+    """What failed a check: exports that did not pass parity, served answers that differ."""
+    failed_exports = [
+        f"{e['name']}: export {e['status']}" for e in data.exports if e.get("status") != "passed"
+    ]
+    mismatches = [
+        f"{s['model']} over {s['protocol']}: served check {s['status']}"
+        for s in data.served
+        if not s.get("passed")
+    ]
+    return failed_exports + mismatches
 
 
 def _wait_child(proc: subprocess.Popen) -> None:

@@ -108,7 +108,10 @@ def _default_grpc(url: str) -> str:
 class RemoteTriton:
     """A Triton someone else runs; entering checks readiness and probes every model."""
 
-    def __init__(self, url: str, grpc_url: str, timeout_s: float = 60.0, models=None):
+    def __init__(
+        self, url: str, grpc_url: str, timeout_s: float = 60.0, models=None, log_tail=lambda: ""
+    ):
+        self.log_tail = log_tail  # the server's log, shown when readiness fails
         self.http_url = url.split("://")[-1]
         self.grpc_url = grpc_url.split("://")[-1]
         self.metrics_url = f"http://{self.http_url.rsplit(':', 1)[0]}:8002/metrics"
@@ -140,8 +143,8 @@ class RemoteTriton:
                 raise ServingError(
                     f"no Triton answers at {self.http_url} ({exc}); check --url"
                 ) from exc
-            wait_until_ready(client, names, began + self.timeout_s, lambda: None, lambda: "")
-            self.probe_seconds = probe_models(client, names, lambda: "")
+            wait_until_ready(client, names, began + self.timeout_s, lambda: None, self.log_tail)
+            self.probe_seconds = probe_models(client, names, self.log_tail)
         self.startup_seconds = time.monotonic() - began
         return self
 
@@ -161,8 +164,14 @@ class DockerTriton:
         self._remote: RemoteTriton | None = None
 
     def command(self) -> list[str]:
+        """``docker run`` with each model directory mounted on its own, so a repository whose
+        entries are links (``servebench run`` serves such a view) works inside the container."""
+        from exporters.repository import list_models
+
         c = self.config
-        repo = Path(c.repo).resolve()
+        mounts = []
+        for model_dir in list_models(Path(c.repo)):
+            mounts += ["-v", f"{model_dir.resolve()}:/models/{model_dir.name}:ro"]
         cmd = ["docker", "run", "--rm", "-d", "--shm-size=1g"]
         if c.gpus:
             cmd += ["--gpus", c.gpus]
@@ -170,7 +179,7 @@ class DockerTriton:
             "-p", f"{c.host}:{c.http_port}:8000",
             "-p", f"{c.host}:{c.grpc_port}:8001",
             "-p", f"{c.host}:{c.metrics_port}:8002",
-            "-v", f"{repo}:/models:ro",
+            *mounts,
             NGC_IMAGE.format(version=c.triton_version),
             "tritonserver", "--model-repository=/models",
             f"--model-control-mode={'explicit' if c.allow_model_control else 'none'}",
@@ -185,13 +194,18 @@ class DockerTriton:
         return [p.name for p in list_models(Path(self.config.repo))]
 
     def __enter__(self) -> DockerTriton:
+        from serving.ports import check_ports_free
+
         _require_docker_engine()
+        c = self.config
+        ports = {"http_port": c.http_port, "grpc_port": c.grpc_port, "metrics_port": c.metrics_port}
+        check_ports_free(c.host, ports)
         out = subprocess.run(self.command(), capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             raise ServingError(f"docker run failed: {out.stderr.strip()}")
         self._container = out.stdout.strip()
         self._remote = RemoteTriton(
-            self.http_url, self.grpc_url, self.config.timeout_s, self.model_names()
+            self.http_url, self.grpc_url, self.config.timeout_s, self.model_names(), self._log_tail
         )
         try:
             self._remote.__enter__()
@@ -201,6 +215,13 @@ class DockerTriton:
         self.startup_seconds = self._remote.startup_seconds
         self.probe_seconds = self._remote.probe_seconds
         return self
+
+    def _log_tail(self, lines: int = 40) -> str:
+        out = subprocess.run(
+            ["docker", "logs", "--tail", str(lines), self._container or ""],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        return (out.stdout + out.stderr).strip()
 
     def __exit__(self, *exc_info) -> None:
         if self._container:

@@ -80,5 +80,7 @@ def test_run_keeps_finished_results_and_report_when_interrupted(tmp_path):
     assert "interrupted (Ctrl-C) during load test" in md
     records = json.loads((out / "load" / "results.json").read_text())
     assert 2 <= len(records) < 5
+    assert json.loads((out / "results.json").read_text()) == records  # the report has them too
+    assert "No load-test scenario finished" not in md and "Lowest latency at concurrency 1" in md
     time.sleep(1)
     assert [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []

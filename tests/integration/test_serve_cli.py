@@ -14,10 +14,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from serving.engines import RemoteTriton
+from serving.engines import DockerTriton, RemoteTriton, ServeConfig
 from serving.errors import ServingError
 from serving.triton import free_ports
 from tests.helpers import ROOT
+
+MODEL = "seedcnn_torch_onnx"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
@@ -140,4 +142,32 @@ def test_docker_engine_prints_ngc_command_when_dry_run(native_repo):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "nvcr.io/nvidia/tritonserver:24.10-py3" in result.stdout
-    assert f"{native_repo.path}:/models:ro" in result.stdout and "--gpus all" in result.stdout
+    assert "--gpus all" in result.stdout
+    for model_dir in native_repo.path.iterdir():
+        assert f"{model_dir}:/models/{model_dir.name}:ro" in result.stdout
+
+
+def test_docker_engine_mounts_link_targets_when_repository_is_a_view_of_links(
+    native_repo, tmp_path
+):
+    view = tmp_path / "view"
+    view.mkdir()
+    (view / MODEL).symlink_to(native_repo.path / MODEL, target_is_directory=True)
+    command = DockerTriton(ServeConfig(repo=view, engine="docker")).command()
+    assert f"{native_repo.path / MODEL}:/models/{MODEL}:ro" in command
+    assert not any(str(view) in part for part in command)
+
+
+def test_docker_engine_exits_2_naming_the_alternatives_when_no_docker_engine_answers(native_repo):
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    ):
+        pytest.skip("a Docker engine answers on this machine")
+    result = subprocess.run(
+        [sys.executable, "-m", "servebench", "serve", "--engine", "docker",
+         "--repo", str(native_repo.path)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "--engine embedded" in result.stderr and "Traceback" not in result.stderr

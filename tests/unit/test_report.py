@@ -62,3 +62,27 @@ def test_verdict_leaves_out_and_names_a_scenario_when_every_request_failed():
         "seedcnn_tf_onnx over grpc (closed, c=1, rate=None): every request failed "
         "(grpc_UNAVAILABLE x40); no figures from it."
     ]
+
+
+def test_verdict_never_names_a_path_whose_served_answers_differ_when_it_is_fastest():
+    untrusted = {("seedcnn_torch_onnx", "http"): "served answers differ from the source model"}
+    verdict = decide(RECORDS, p99_budget_ms=None, cpu_only=False, untrusted=untrusted)
+    assert "seedcnn_tf_savedmodel over http, p50 3.00 ms" in verdict.lowest_latency
+    assert "seedcnn_torch_onnx over http" not in verdict.lowest_latency
+    assert any(
+        c.startswith("seedcnn_torch_onnx over http left out of the verdict: served answers differ")
+        for c in verdict.caveats
+    )
+
+
+def test_write_report_leaves_a_mismatched_served_path_out_of_the_verdict(tmp_path):
+    served = [
+        {"model": "seedcnn_torch_onnx", "protocol": "http", "passed": False, "error": "",
+         "max_abs_diff": 0.5, "atol": 1e-4, "status": "failed"},
+        {"model": "seedcnn_tf_savedmodel", "protocol": "http", "passed": True, "error": "",
+         "max_abs_diff": 1e-6, "atol": 1e-4, "status": "passed"},
+    ]  # fmt: skip
+    data = ReportData(manifest={"gpu": None}, results=RECORDS, served=served)
+    md = write_report(data, tmp_path)["md"].read_text()
+    assert "Lowest latency at concurrency 1: seedcnn_tf_savedmodel over http" in md
+    assert "max abs diff 0.5 > atol 0.0001" in md
