@@ -19,7 +19,7 @@ exits 1 if a target is missed.
 
     .venv/bin/python benchmarks/loadgen_vs_perf_analyzer.py [--duration 5] [--repeats 4]
 
-perf_analyzer comes from /work/shared/tools/get-perf-analyzer.sh (run here unless it is installed
+perf_analyzer comes from ../shared/tools/get-perf-analyzer.sh (run here unless it is installed
 already or ``--skip-install`` is given).
 """
 
@@ -47,7 +47,7 @@ GRPC_COMPARED = (1, 4, 8)  # paired with perf_analyzer's gRPC, for the record
 MIN_THROUGHPUT_RATIO = 0.9
 P50_TOLERANCE = 0.15
 MIN_CONCURRENCY_RATIO = 0.9
-INSTALLER = Path("/work/shared/tools/get-perf-analyzer.sh")
+INSTALLER = ROOT.parent / "shared" / "tools" / "get-perf-analyzer.sh"  # beside the checkout
 DEFAULT_PA = ROOT / ".cache" / "perf_analyzer" / "perf_analyzer"
 RECORD_MARKER = "LOADGEN-RECORD "
 PROCESS_SLACK_S = 90.0  # start-up and tear-down allowance on top of a window's own length

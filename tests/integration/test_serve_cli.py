@@ -85,6 +85,35 @@ def test_serve_binds_loopback_and_leaves_nothing_when_interrupted(native_repo, t
             proc.kill()
 
 
+def test_serve_refuses_model_control_and_dies_with_its_parent_when_parent_is_killed(
+    native_repo, tmp_path
+):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    repo = tmp_path / "one"
+    repo.mkdir()
+    (repo / MODEL).symlink_to(native_repo.path / MODEL, target_is_directory=True)
+    http, grpc, metrics = free_ports(3)
+    proc = _serve(repo, tmp_path, http, grpc, metrics)
+    try:
+        _wait_for_line(proc, "ready:", 240)
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{http}")
+        with pytest.raises(InferenceServerException, match="explicit model load / unload"):
+            client.unload_model(MODEL)  # model control mode none: nobody can unload over the wire
+        assert client.is_model_ready(MODEL)
+        client.close()
+        processes = _tree(proc.pid)
+        assert any(p.name() == "tritonserver" for p in processes)
+        proc.kill()  # SIGKILL: no handler runs; the children must still go
+        proc.wait(timeout=30)
+        gone, alive = psutil.wait_procs(processes[1:], timeout=30)
+        assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _log_path(lines: list[str]) -> Path:
     """The tritonserver log named by the 'starting ... (log PATH)' line."""
     match = next(re.search(r"\(log (\S+)\)$", line) for line in lines if "starting" in line)
