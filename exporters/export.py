@@ -159,7 +159,7 @@ def _export_one(source: Source, fmt: str, config: ExportConfig) -> ExportResult:
             return result
         result.status = "passed" if result.parity.passed else "kept-failed"
         sidecar = _sidecar(source, spec, result, config)
-        pbtxt = to_pbtxt(config_dict(spec, config.serving))
+        pbtxt = to_pbtxt(config_dict(spec, config.serving, source.preprocess))
         finish_model_dir(staging, target, pbtxt, source.classes, sidecar, config.force)
         result.model_dir = target
         log.info("%s: %s (max abs diff %.2e)", name, result.status, result.parity.max_abs_diff)

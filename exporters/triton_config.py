@@ -7,11 +7,17 @@ model load time on a server.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from exporters.errors import ExportInputError
 from exporters.spec import ModelSpec
+from models.datasets import Preprocess
 
 DEVICE_KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+# Model parameters that make a served model self-describing: any client reads them from the
+# server's model config (Triton serves no label file and no sidecar). Backends ignore them.
+PREPROCESS_PARAMETER = "servebench.preprocess"
+CLASSES_PARAMETER = "servebench.classes"
 TRT_PRECISIONS = ("fp16", "fp32")
 
 
@@ -45,8 +51,13 @@ def preferred_batch_sizes(max_batch_size: int) -> list[int]:
     return sizes or [max_batch_size]
 
 
-def config_dict(spec: ModelSpec, options: ServingOptions) -> dict:
-    """The model config as a dict shaped like Triton's ModelConfig protobuf (JSON names)."""
+def config_dict(
+    spec: ModelSpec, options: ServingOptions, preprocess: Preprocess | None = None
+) -> dict:
+    """The model config as a dict shaped like Triton's ModelConfig protobuf (JSON names).
+
+    With ``preprocess``, the recipe and the class names travel in the config's ``parameters``.
+    """
     config = {
         "name": spec.name,
         "platform": spec.platform,
@@ -66,6 +77,11 @@ def config_dict(spec: ModelSpec, options: ServingOptions) -> dict:
         ],
         "instance_group": [{"kind": DEVICE_KINDS[options.device], "count": options.instances}],
     }
+    if preprocess is not None:
+        config["parameters"] = {
+            PREPROCESS_PARAMETER: {"string_value": _compact(preprocess.to_dict())},
+            CLASSES_PARAMETER: {"string_value": _compact(list(spec.classes))},
+        }
     if options.dynamic_batching:
         config["dynamic_batching"] = {
             "preferred_batch_size": preferred_batch_sizes(spec.max_batch_size),
@@ -86,6 +102,22 @@ def config_dict(spec: ModelSpec, options: ServingOptions) -> dict:
             }
         }
     return config
+
+
+def _compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def described_model(config: dict) -> tuple[Preprocess, tuple[str, ...]] | None:
+    """The recipe and class names from a served model config (JSON form, either protocol), or
+    None when the config carries none (not written by servebench, or by an older release)."""
+    params = config.get("parameters") or {}
+    try:
+        recipe = json.loads(params[PREPROCESS_PARAMETER]["string_value"])
+        classes = json.loads(params[CLASSES_PARAMETER]["string_value"])
+        return Preprocess.from_dict(recipe), tuple(str(c) for c in classes)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def to_pbtxt(config: dict) -> str:

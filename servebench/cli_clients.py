@@ -24,8 +24,9 @@ def _add_infer(sub) -> None:
     p.add_argument("--protocol", choices=["http", "grpc"], default="http")
     p.add_argument("--model", required=True, help="served model name, e.g. seedcnn_torch_onnx")
     p.add_argument(
-        "--repo", type=Path, default=None, help="model repository: exact preprocessing + labels"
-    )
+        "--repo", type=Path, default=None, help="model repository (default: the recipe and "
+        "labels in the served config; the repository also knows the held-out samples)"
+    )  # fmt: skip
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--samples", type=int, default=None, help="send N held-out samples instead")
     p.add_argument(

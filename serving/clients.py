@@ -46,7 +46,8 @@ _TRANSPORT_WORDS = ("connect", "socket", "reset", "closed", "goaway", "broken pi
 @dataclasses.dataclass(frozen=True)
 class ServedModel:
     """What a client needs to talk to one model: its spec, its preprocessing and where they came
-    from (``"repository"``: the model's ``servebench.json``; ``"server"``: derived, less exact)."""
+    from (``"repository"``: the model's ``servebench.json``; ``"server config"``: the recipe in
+    the served config's parameters; ``"server"``: guessed from tensor shapes, less exact)."""
 
     spec: ModelSpec
     preprocess: Preprocess
@@ -305,12 +306,14 @@ def read_served_model(repo: Path, model: str) -> ServedModel:
 
 
 def spec_from_server(metadata: dict, config: dict) -> ServedModel:
-    """A spec derived from Triton's model metadata and config (JSON form, either protocol).
+    """A spec from Triton's model metadata and config (JSON form, either protocol).
 
-    Class names are indices (``label_filename`` is not fetchable) and the preprocessing is the
-    training default for the channel count (digits: mean/std 0.5; RGB: ImageNet); pass the
-    repository for the recorded recipe.
+    The preprocessing recipe and class names come from the config's servebench parameters (see
+    ``exporters.triton_config``); a model exported elsewhere has none, so its classes are indices
+    and its recipe is the training default for its channel count (a warning says so).
     """
+    from exporters.triton_config import described_model
+
     max_batch = int(config.get("max_batch_size", 0))
     by_name = {t["name"]: t for t in config.get("input", []) + config.get("output", [])}
 
@@ -320,8 +323,15 @@ def spec_from_server(metadata: dict, config: dict) -> ServedModel:
 
     inputs = tuple(tensor(t) for t in metadata["inputs"])
     outputs = tuple(tensor(t) for t in metadata["outputs"])
+    described = described_model(config)
+    if described is not None:
+        preprocess, classes = described
+        origin = "server config"
+    else:
+        preprocess = _guess_preprocess(inputs[0].dims, _guess_layout(inputs[0].dims))
+        classes = tuple(str(i) for i in range(outputs[0].dims[-1]))
+        origin = "server"
     arch, framework, fmt = _split_name(metadata["name"])
-    layout = _guess_layout(inputs[0].dims)
     spec = ModelSpec(
         name=metadata["name"],
         arch=arch,
@@ -329,13 +339,11 @@ def spec_from_server(metadata: dict, config: dict) -> ServedModel:
         format=fmt,
         inputs=inputs,
         outputs=outputs,
-        layout=layout,
+        layout=preprocess.layout,
         max_batch_size=max_batch,
-        classes=tuple(str(i) for i in range(outputs[0].dims[-1])),
+        classes=classes,
     )
-    return ServedModel(
-        spec=spec, preprocess=_guess_preprocess(inputs[0].dims, layout), origin="server"
-    )
+    return ServedModel(spec=spec, preprocess=preprocess, origin=origin)
 
 
 def _split_name(name: str) -> tuple[str, str, str]:

@@ -98,8 +98,8 @@ def test_triton_client_model_spec_matches_sidecar_when_derived_from_server(
     with TritonClient(_url(server, protocol), protocol) as client:
         for name, spec in native_repo.specs.items():
             from_server = client.model_spec(name)
-            assert from_server.origin == "server"
-            assert from_server.spec == spec  # classes fall back to indices: digits are "0".."9"
+            assert from_server.origin == "server config"  # recipe + classes in its parameters
+            assert from_server.spec == spec
             from_repo = client.model_spec(name, repo=native_repo.path)
             assert from_repo.origin == "repository" and from_repo.spec == spec
             assert from_server.preprocess == from_repo.preprocess

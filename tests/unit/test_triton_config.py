@@ -58,3 +58,17 @@ def test_config_rejects_misspelled_field_when_serialized():
 def test_serving_options_reject_trt_when_device_is_cpu():
     with pytest.raises(ExportInputError, match="--device gpu"):
         ServingOptions(trt="fp16").validate()
+
+
+def test_config_carries_recipe_and_class_names_when_preprocess_given():
+    from google.protobuf import json_format
+
+    from exporters.triton_config import described_model
+    from models.datasets import Preprocess
+
+    recipe = Preprocess(image_size=64, channels=3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.2, 0.3))
+    spec = ModelSpec(**{**_spec(classes=2).__dict__, "classes": ("cat", "dog")})
+    text = to_pbtxt(config_dict(spec, ServingOptions(), recipe))
+    served = json_format.MessageToDict(parse_pbtxt(text), preserving_proto_field_name=True)
+    assert described_model(served) == (recipe, ("cat", "dog"))
+    assert described_model({"name": "elsewhere"}) is None  # a model servebench did not export
