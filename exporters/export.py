@@ -91,6 +91,10 @@ def export_checkpoint(config: ExportConfig) -> list[ExportResult]:
     check_repo(config.repo)
     info = read_checkpoint(config.checkpoint)
     formats = resolve_formats(info.framework, config.formats)
+    if "onnx" in formats:
+        from exporters.onnx_tools import check_release
+
+        check_release(config.triton_version, config.opset)
     for fmt in formats:  # refuse before anything is written
         check_target(config.repo, model_name(info.arch, info.framework, fmt), config.force)
     return export_model(source_from_checkpoint(info), formats, config)
@@ -194,7 +198,7 @@ def _write_artifact(source: Source, fmt: str, artifact: Path, config: ExportConf
             tf_paths.export_onnx(source.model, artifact, config.opset)
     if fmt == "onnx":
         onnx_tools.assert_self_contained(artifact)
-        onnx_tools.check_compatible(artifact, config.triton_version)
+        onnx_tools.check_compatible(artifact, config.triton_version, config.opset)
 
 
 def _read_spec(source: Source, fmt: str, artifact: Path, name: str, config) -> ModelSpec:

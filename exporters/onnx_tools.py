@@ -17,29 +17,43 @@ TRITON_ONNX_LIMITS = {
 ONNX_ELEM_TO_TRITON = {1: "FP32", 10: "FP16", 11: "FP64", 7: "INT64", 6: "INT32", 2: "UINT8"}
 
 
-def check_compatible(path: Path, triton_version: str) -> tuple[int, int]:
-    """Raise if ``path`` needs a newer ONNX Runtime than ``triton_version`` ships."""
-    import onnx
-
+def check_release(triton_version: str, opset: int) -> None:
+    """Refuse, before anything is exported, a release we know nothing of or an opset it can't
+    read."""
     if triton_version not in TRITON_ONNX_LIMITS:
         known = ", ".join(TRITON_ONNX_LIMITS)
         raise CompatibilityError(
             f"unknown --triton-version {triton_version!r}; known releases: {known}"
         )
+    max_opset = TRITON_ONNX_LIMITS[triton_version][1]
+    if opset > max_opset:
+        raise CompatibilityError(
+            f"--opset {opset} is newer than Triton {triton_version} reads (<= {max_opset}); "
+            f"pass --opset {max_opset} or lower, or target a newer --triton-version"
+        )
+
+
+def check_compatible(path: Path, triton_version: str, opset: int) -> tuple[int, int]:
+    """Raise unless ``path`` was written with the requested ``opset`` and its IR version loads
+    on the ONNX Runtime that ``triton_version`` ships."""
+    import onnx
+
+    check_release(triton_version, opset)
     model = onnx.load(str(path), load_external_data=False)
-    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    max_ir, max_opset = TRITON_ONNX_LIMITS[triton_version]
+    written = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if written != opset:
+        raise CompatibilityError(
+            f"{path} was written with opset {written}, not the requested --opset {opset} (the "
+            f"exporter could not convert it); pass --opset {written} if Triton "
+            f"{triton_version} reads it (<= {TRITON_ONNX_LIMITS[triton_version][1]})"
+        )
+    max_ir = TRITON_ONNX_LIMITS[triton_version][0]
     if model.ir_version > max_ir:
         raise CompatibilityError(
             f"{path} has ONNX IR version {model.ir_version} but Triton {triton_version} reads "
-            f"IR <= {max_ir}; lower --opset or target a newer --triton-version"
+            f"IR <= {max_ir}; target a newer --triton-version"
         )
-    if opset > max_opset:
-        raise CompatibilityError(
-            f"{path} uses opset {opset} but Triton {triton_version} supports <= {max_opset}; "
-            f"pass --opset {max_opset} or lower"
-        )
-    return model.ir_version, opset
+    return model.ir_version, written
 
 
 def rename_io(path: Path, inputs: dict[str, str], outputs: dict[str, str]) -> None:

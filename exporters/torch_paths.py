@@ -21,26 +21,49 @@ def export_torchscript(model, example: np.ndarray, path: Path) -> None:
     traced.save(str(path))
 
 
+# The lowest opset torch's ONNX exporter writes natively. Asked for less, it converts before its
+# own graph optimisation, which fails on ops whose new-style inputs are not constants yet (resnet18's
+# ReduceMean axes) and then silently keeps opset 18. So: export at 18, convert after optimisation.
+TORCH_NATIVE_OPSET = 18
+
+
 def export_onnx(model, example: np.ndarray, path: Path, opset: int, max_batch_size: int) -> None:
-    """torch.onnx (dynamo) with a dynamic batch axis, saved as one self-contained file."""
+    """torch.onnx (dynamo) with a dynamic batch axis, at ``opset``, as one self-contained file."""
+    import onnx
     import torch
 
     if example.shape[0] < 2:  # torch.export specializes a size-1 dim to a constant
         example = np.concatenate([example, example])
     batch = torch.export.Dim("batch", min=1, max=max(max_batch_size, 2))
     arg_name = _first_arg_name(model)
-    torch.onnx.export(
+    program = torch.onnx.export(
         model.eval(),
         (torch.from_numpy(example),),
-        str(path),
         dynamo=True,
         input_names=["input"],
         output_names=["logits"],
-        opset_version=opset,
+        opset_version=max(opset, TORCH_NATIVE_OPSET),
         dynamic_shapes={arg_name: {0: batch}},
-        external_data=False,
         verbose=False,
     )
+    proto = program.model_proto
+    if opset < TORCH_NATIVE_OPSET:
+        proto = _drop_opset18_reduce_attribute(onnx.version_converter.convert_version(proto, opset))
+        onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+
+
+def _drop_opset18_reduce_attribute(proto):
+    """onnx's converter moves Reduce* axes back to an attribute but keeps the opset-18 attribute
+    ``noop_with_empty_axes``, which older opsets reject; at its default (0) it means nothing."""
+    for node in proto.graph.node:
+        if node.op_type.startswith("Reduce") and node.op_type != "ReduceSum":
+            kept = [
+                a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)
+            ]
+            del node.attribute[:]
+            node.attribute.extend(kept)
+    return proto
 
 
 def _first_arg_name(model) -> str:

@@ -256,8 +256,8 @@ def _setup_logging(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner quiet
     for noisy in ("onnx_ir", "tf2onnx", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # torch's exporter warns that it builds opset 18 and converts down to the asked --opset, and
-    # that torchvision's ops are absent; the exporter checks the artifact's opset and IR itself.
+    # torch's exporter warns that torchvision's ops are absent (none of ours needs them); the
+    # exporter checks the artifact's opset and IR itself.
     # torch sets its loggers' levels from TORCH_LOGS when imported ("-onnx": errors only).
     os.environ.setdefault("TORCH_LOGS", "-onnx")
     logging.getLogger("onnxscript").setLevel(logging.ERROR)

@@ -220,3 +220,23 @@ def test_export_exits_2_naming_the_folder_when_checkpoint_is_the_model_file(tiny
     assert f"pass its folder {run_dir}" in result.stderr
     assert "does not exist" not in result.stderr and "Traceback" not in result.stderr
     assert not repo.exists()
+
+
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        (("--opset", "22"), "--opset 22 is newer than Triton 24.10 reads (<= 21); pass --opset 21"),
+        (("--triton-version", "19.01"), "unknown --triton-version '19.01'; known releases:"),
+    ],
+)
+def test_export_exits_2_before_writing_when_target_release_cannot_read_it(
+    tiny_runs, tmp_path, flags, expected
+):
+    repo = tmp_path / "repo"
+    result = run_cli(
+        "export", "--checkpoint", str(tiny_runs["seedcnn", "torch"]), "--repo", str(repo), *flags,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert not repo.exists() or not any(repo.iterdir())  # not even the TorchScript path
