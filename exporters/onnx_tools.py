@@ -14,6 +14,7 @@ TRITON_ONNX_LIMITS = {
     "24.10": (10, 21),  # ONNX Runtime 1.19
     "25.01": (10, 21),  # ONNX Runtime 1.20
 }
+MIN_OPSET = 13  # the oldest opset the exporters are asked for and checked at (Reduce*/Split forms)
 ONNX_ELEM_TO_TRITON = {1: "FP32", 10: "FP16", 11: "FP64", 7: "INT64", 6: "INT32", 2: "UINT8"}
 
 
@@ -26,6 +27,11 @@ def check_release(triton_version: str, opset: int) -> None:
             f"unknown --triton-version {triton_version!r}; known releases: {known}"
         )
     max_opset = TRITON_ONNX_LIMITS[triton_version][1]
+    if opset < MIN_OPSET:
+        raise CompatibilityError(
+            f"--opset {opset} is older than servebench exports to; expected {MIN_OPSET} to "
+            f"{max_opset} for Triton {triton_version} (default 17)"
+        )
     if opset > max_opset:
         raise CompatibilityError(
             f"--opset {opset} is newer than Triton {triton_version} reads (<= {max_opset}); "

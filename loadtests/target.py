@@ -120,6 +120,7 @@ def check_grpc_endpoint(grpc_url: str, timeout_s: float = 5.0) -> None:
 
 
 def _get_json(url: str, model: str, url_flag: str) -> dict:
+    import http.client
     import urllib.error  # late: sockets only after locust has applied gevent's patching
     import urllib.request
 
@@ -131,9 +132,13 @@ def _get_json(url: str, model: str, url_flag: str) -> dict:
             f"GET {url} answered {exc.code}: is model {model!r} loaded? "
             "Check the name (--model/--models) against the server's repository"
         ) from exc
-    except (OSError, ValueError) as exc:  # refused, timed out, or not Triton's JSON
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, timed out, not
+        # HTTP at all (a gRPC port answers HTTP/2 frames: show the kind, not the bytes)
+        cause = f"not HTTP/1.1: {type(exc).__name__}" if isinstance(
+            exc, http.client.HTTPException
+        ) else exc  # fmt: skip
         raise LoadTestInputError(
-            f"no Triton HTTP endpoint answers at {url} ({exc}); is the server running, and is "
+            f"no Triton HTTP endpoint answers at {url} ({cause}); is the server running, and is "
             f"{url_flag} its HTTP address (servebench serve: HTTP 8000, gRPC 8001)?"
         ) from exc
 

@@ -66,6 +66,8 @@ class RunOutcome:
 def run(config: RunConfig) -> RunOutcome:
     from loadtests.report import ReportData, write_report
 
+    if config.engine == "remote":  # before minutes of training: is anybody there?
+        _check_remote(config)
     out = Path(config.out or Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     outcome = RunOutcome(out=out)
@@ -175,6 +177,12 @@ def _serve_check_load(config, model_dirs, data, progress, outcome, server_facts)
                     server.http_url, server.grpc_url, repo_view, names, protocols=config.protocols
                 )
                 data.served = [c.to_dict() for c in checks]
+            if config.engine == "remote" and not all(c.passed for c in checks):
+                log.warning(
+                    "served answers differ: the remote Triton must serve the exports this run "
+                    "wrote to %s (copy or mount them there), not other exports of the same names",
+                    config.repo,
+                )
             load_dir = outcome.out / "load"
             try:
                 with progress.stage("load test", outcome.timings):
@@ -218,6 +226,19 @@ def _load(config: RunConfig, server, models: list[str], load_dir: Path, progress
                 progress.note(line.rstrip())
     finally:  # on Ctrl-C too: the child got the same signal and writes what finished
         _wait_child(proc)
+
+
+def _check_remote(config: RunConfig) -> None:
+    """Raise ``UserInputError`` (exit 2) when the remote Triton does not answer."""
+    from models.errors import UserInputError
+    from serving.check_served import check_reachable
+
+    if not config.url:
+        raise UserInputError("--engine remote needs --url HOST:PORT of a running Triton")
+    urls = {"http": config.url}
+    if "grpc" in config.protocols and config.grpc_url:
+        urls["grpc"] = config.grpc_url
+    check_reachable(urls)
 
 
 def _problems(data) -> list[str]:

@@ -199,10 +199,24 @@ class TritonClient:
             raise ServerUnreachableError(
                 _transport_cause(exc, self.url, self.timeout_s, self._answered), self.url, repr(exc)
             ) from exc
+        except ValueError as exc:  # an HTTP answer that is not Triton's JSON (another service)
+            raise ServerUnreachableError(
+                f"{self.url} answered HTTP but not as Triton's inference endpoint (no JSON in the "
+                "reply); is --url its HTTP address (servebench serve: HTTP 8000, gRPC 8001, "
+                "metrics 8002)?",
+                self.url,
+                repr(exc),
+            ) from exc
         self._answered = True
 
     def _from_triton(self, exc, sent: str) -> Exception:
         status, message = _status(exc), exc.message() or str(exc)
+        if self.protocol == "http" and status == "405":  # e.g. the metrics port: GET /metrics only
+            return ServerUnreachableError(
+                f"{self.url} answered HTTP 405 ({message}): not Triton's inference endpoint; is "
+                "--url its HTTP address (servebench serve: HTTP 8000, gRPC 8001, metrics 8002)?",
+                self.url,
+            )
         if self.protocol == "grpc" and _grpc_transport_failure(status, message):
             return ServerUnreachableError(
                 _grpc_cause(status, message, self.url, self.timeout_s), self.url, message

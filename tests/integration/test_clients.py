@@ -318,6 +318,22 @@ def test_triton_client_asks_for_the_http_port_when_http_client_meets_the_grpc_po
     assert "lost mid-request" not in message
 
 
+def test_triton_client_asks_for_the_http_port_when_http_client_meets_the_metrics_port(server):
+    metrics = f"127.0.0.1:{server.options.metrics_port}"
+    client = TritonClient(metrics, "http", timeout_s=10)
+    x = np.zeros((1, 1, 16, 16), np.float32)
+    for call in (
+        lambda: client.model_spec(MODEL),  # GET: an empty reply, no JSON
+        lambda: client.infer(MODEL, {"input": x}, ["logits"]),  # POST: 405 Method Not Allowed
+    ):
+        with pytest.raises(ServerUnreachableError) as caught:
+            call()
+        message = str(caught.value)
+        assert f"{metrics} answered HTTP" in message, message
+        assert "Triton's inference endpoint" in message and "metrics 8002" in message
+    client.close()
+
+
 def test_triton_client_asks_for_the_grpc_port_when_grpc_client_meets_the_http_port(server):
     client = TritonClient(server.http_url, "grpc", timeout_s=10)
     with client, pytest.raises(ServerUnreachableError) as caught:

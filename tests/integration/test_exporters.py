@@ -227,6 +227,7 @@ def test_export_exits_2_naming_the_folder_when_checkpoint_is_the_model_file(tiny
     [
         (("--opset", "22"), "--opset 22 is newer than Triton 24.10 reads (<= 21); pass --opset 21"),
         (("--triton-version", "19.01"), "unknown --triton-version '19.01'; known releases:"),
+        (("--opset", "5"), "--opset 5 is older than servebench exports to; expected 13 to 21"),
     ],
 )
 def test_export_exits_2_before_writing_when_target_release_cannot_read_it(

@@ -143,6 +143,17 @@ def test_loadtest_exits_2_at_once_when_grpc_url_is_not_a_grpc_endpoint(server, t
     assert not (tmp_path / "x").exists()
 
 
+def test_loadtest_exits_2_at_once_when_url_is_the_grpc_port(server, tmp_path):
+    argv = [sys.executable, "-m", "servebench", "loadtest", "--url", f"http://{server.grpc_url}",
+            "--protocols", "http", "--models", MODEL, "--out", str(tmp_path / "x"),
+            "--concurrency", "1", "--duration", "2s"]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "not HTTP/1.1" in proc.stderr and "is --url its HTTP address" in proc.stderr
+    assert "Traceback" not in proc.stderr and "\x00" not in proc.stderr
+
+
 def test_loadtest_exits_130_and_keeps_finished_scenarios_when_interrupted(server, tmp_path):
     out = tmp_path / "ctrl-c"
     proc = _loadtest(server, out, "--protocols", "http,grpc", "--concurrency", "1",

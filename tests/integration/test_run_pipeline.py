@@ -84,3 +84,17 @@ def test_run_keeps_finished_results_and_report_when_interrupted(tmp_path):
     assert "No load-test scenario finished" not in md and "Lowest latency at concurrency 1" in md
     time.sleep(1)
     assert [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_run_exits_2_before_training_when_remote_server_does_not_answer(tmp_path):
+    from serving.triton import free_ports
+
+    (port,) = free_ports(1)
+    result = subprocess.run(
+        _argv(tmp_path, tmp_path / "out", "--engine", "remote", "--url", f"127.0.0.1:{port}",
+              "--protocols", "http"),
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()  # nothing trained
