@@ -9,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from .record import CLIENT_BOUND_CPU
-from .record import COUNT_TOLERANCE as COUNT_MISMATCH
+from .record import CLIENT_BOUND_CPU, counts_apart
 
 
 @dataclasses.dataclass
@@ -142,7 +141,7 @@ def caveats(records: list[dict], cpu_only: bool) -> list[str]:
                 "(client-bound; the server may be faster than shown)."
             )
         server, client = r.get("server_inference_count"), r.get("client_inference_count")
-        if server is not None and client and abs(server - client) > COUNT_MISMATCH * client:
+        if counts_apart(r):
             notes.append(f"{label}: server counted {server} inferences, client {client}.")
         if r.get("errors"):
             notes.append(f"{label}: {r['errors']} errors.")

@@ -110,3 +110,17 @@ def test_loadtest_conclusion_exits_130_and_says_nothing_was_written_when_interru
     out = capsys.readouterr().out
     assert "no scenario finished; nothing was written" in out and "results:" not in out
     assert _conclude(LoadTestRun(records=[_record()]), tmp_path) == 0
+
+
+def test_counts_apart_allows_requests_the_client_stopped_waiting_for_when_window_ends():
+    from loadtests.record import counts_apart
+
+    # open loop at 50/s for 3 s: 3 sends unfinished at the stop, which the server still ran
+    short = _record(mode="open", client_inference_count=239, server_inference_count=242,
+                    errors=3, errors_by_kind={"unfinished": 3})  # fmt: skip
+    assert not counts_apart(short)
+    assert counts_apart(short | {"errors_by_kind": {}})  # nobody left waiting: 3 of 239 is > 1%
+    closed = _record(mode="closed", concurrency=8, client_inference_count=300,
+                     server_inference_count=308)  # fmt: skip
+    assert not counts_apart(closed) and counts_apart(closed | {"server_inference_count": 312})
+    assert counts_apart(closed | {"server_inference_count": 290})  # the server never runs fewer
