@@ -228,6 +228,15 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("servebench")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from servebench.cli_clients import add_client_commands
     from servebench.cli_loadtest import add_loadtest_command
@@ -237,7 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, export, serve on Triton and load-test a CNN along every export path.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True,
+        help="train | export | serve | infer | check-served | loadtest | run "
+        "('servebench COMMAND --help' for its options)",
+    )  # fmt: skip
     _add_train(sub)
     _add_export(sub)
     _add_serve(sub)
@@ -268,7 +282,11 @@ def _setup_logging(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     # a process started in the background inherits SIGINT ignored; Ctrl-C / kill -INT must work
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # bare 'servebench': show the commands
+        parser.print_help(sys.stderr)
+        sys.exit(2)
+    args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     try:
         code = args.handler(args)

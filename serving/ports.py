@@ -44,9 +44,7 @@ def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
     check_ports_distinct(ports)
     taken = [(option, port) for option, port in ports.items() if not port_is_free(host, port)]
     if taken:
-        details = "; ".join(
-            f"{host}:{port} (set by {option}, flag {_flag(option)})" for option, port in taken
-        )
+        details = "; ".join(f"{host}:{port} (the {_flag(option)} port)" for option, port in taken)
         raise PortInUseError(
             f"port already in use: {details}. Stop the process using it or choose another port"
         )

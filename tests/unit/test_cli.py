@@ -22,3 +22,15 @@ def test_cli_train_exits_2_when_framework_unknown():
     result = run_cli("train", "--framework", "jax", timeout=60)
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_cli_lists_the_commands_and_exits_2_when_given_none():
+    result = run_cli(timeout=60)
+    assert result.returncode == 2
+    for command in ("train", "export", "serve", "infer", "check-served", "loadtest", "run"):
+        assert command in result.stderr
+
+
+def test_cli_prints_its_version_when_asked():
+    result = run_cli("--version", timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("servebench ")

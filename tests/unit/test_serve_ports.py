@@ -35,7 +35,7 @@ def test_check_ports_free_reports_the_clash_before_probing_when_ports_repeat():
         port = taken.getsockname()[1]
         with pytest.raises(PortInUseError, match="are both"):
             check_ports_free("127.0.0.1", {"http_port": port, "grpc_port": port})
-        with pytest.raises(PortInUseError, match=rf"127.0.0.1:{port} .*flag --grpc-port"):
+        with pytest.raises(PortInUseError, match=rf"127.0.0.1:{port} \(the --grpc-port port\)"):
             check_ports_free("127.0.0.1", {"http_port": port + 1, "grpc_port": port})
 
 
