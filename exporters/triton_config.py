@@ -15,7 +15,8 @@ from models.datasets import Preprocess
 
 DEVICE_KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
 # Model parameters that make a served model self-describing: any client reads them from the
-# server's model config (Triton serves no label file and no sidecar). Backends ignore them.
+# server's model config (Triton serves no label file and no sidecar). Backends skip keys they
+# do not use.
 PREPROCESS_PARAMETER = "servebench.preprocess"
 CLASSES_PARAMETER = "servebench.classes"
 TRT_PRECISIONS = ("fp16", "fp32")

@@ -48,8 +48,10 @@ def decide(
     correctness mismatch): such a path is never named a winner, and a caveat says why."""
     verdict = Verdict()
     untrusted = untrusted or {}
-    all_records = records
-    records = [r for r in records if (r.get("model"), r.get("protocol")) not in untrusted]
+    every_record, records = (
+        records,
+        [r for r in records if (r.get("model"), r.get("protocol")) not in untrusted],
+    )
     at_one = sorted(_closed(records, 1), key=lambda r: r["p50_ms"])
     if at_one:
         best = at_one[0]
@@ -85,7 +87,7 @@ def decide(
     elif records:
         verdict.highest_throughput = f"No scenario stayed {budget}."
     verdict.framework_claim = _framework_claim(records)
-    verdict.caveats = caveats(all_records, cpu_only) + [
+    verdict.caveats = caveats(every_record, cpu_only) + [
         f"{model} over {protocol} left out of the verdict: {why}."
         for (model, protocol), why in sorted(untrusted.items())
     ]

@@ -43,6 +43,12 @@ _NOT_FOUND = {"404", "NOT_FOUND"}
 _TRANSPORT_WORDS = ("connect", "socket", "reset", "closed", "goaway", "broken pipe", "backends")
 
 
+_NOT_INFERENCE_ENDPOINT = (
+    "not Triton's inference endpoint; is --url its HTTP address "
+    "(servebench serve: HTTP 8000, gRPC 8001, metrics 8002)?"
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ServedModel:
     """What a client needs to talk to one model: its spec, its preprocessing and where they came
@@ -201,9 +207,7 @@ class TritonClient:
             ) from exc
         except ValueError as exc:  # an HTTP answer that is not Triton's JSON (another service)
             raise ServerUnreachableError(
-                f"{self.url} answered HTTP but not as Triton's inference endpoint (no JSON in the "
-                "reply); is --url its HTTP address (servebench serve: HTTP 8000, gRPC 8001, "
-                "metrics 8002)?",
+                f"{self.url} answered HTTP but no JSON: {_NOT_INFERENCE_ENDPOINT}",
                 self.url,
                 repr(exc),
             ) from exc
@@ -213,9 +217,7 @@ class TritonClient:
         status, message = _status(exc), exc.message() or str(exc)
         if self.protocol == "http" and status == "405":  # e.g. the metrics port: GET /metrics only
             return ServerUnreachableError(
-                f"{self.url} answered HTTP 405 ({message}): not Triton's inference endpoint; is "
-                "--url its HTTP address (servebench serve: HTTP 8000, gRPC 8001, metrics 8002)?",
-                self.url,
+                f"{self.url} answered HTTP 405 ({message}): {_NOT_INFERENCE_ENDPOINT}", self.url
             )
         if self.protocol == "grpc" and _grpc_transport_failure(status, message):
             return ServerUnreachableError(
